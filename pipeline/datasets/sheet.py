@@ -1,0 +1,187 @@
+"""The `dataset` stage: validate a label sheet and probe its videos into `videos.csv`.
+
+A sheet is a CSV file (comma, semicolon or tab separated; UTF-8) with the columns
+
+    path     a video file or a folder of frame images, relative to the data root
+    subject  who is filmed: folds never split a subject
+    label    the expression class of the whole video
+
+and optionally `video_id` (letters, digits, `_`, `-`, `.`); without it the id is derived from
+the path. Every problem in the sheet is reported at once, with its line number, before any
+video is opened. Videos that cannot be decoded are skipped with their reason
+(`on_error: skip`) or stop the run (`on_error: fail`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.common import (
+    SheetError,
+    VideoError,
+    parse_params,
+    run_main,
+    setup_logging,
+    write_csv_atomic,
+)
+from pipeline.video import probe
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("path", "subject", "label")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+VIDEO_COLUMNS = ["video_id", "path", "subject", "label", "fps", "n_frames", "width", "height"]
+SKIP_COLUMNS = ["video_id", "path", "stage", "reason"]
+
+
+def derive_id(relative: str) -> str:
+    """A file-name-safe id from a sheet path: `a b/c.mp4` → `a_b__c`."""
+    stem = relative.rsplit(".", 1)[0] if "." in Path(relative).name else relative
+    parts = [re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip("._") for part in Path(stem).parts]
+    text = "__".join(p for p in parts if p) or "video"
+    if not ID_PATTERN.match(text):
+        text = "v_" + text
+    return text
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SheetError(
+            f"{path}: not UTF-8 (byte {err.start}: {raw[err.start : err.start + 4]!r}); "
+            "save the sheet as UTF-8 CSV"
+        ) from None
+
+
+def read_sheet(
+    sheet: str | Path, root: str | Path | None = None, labels: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Validate a sheet; return video_id, path (absolute), subject, label, line.
+
+    Raises SheetError listing every problem (line numbers count the header as line 1).
+    """
+    sheet = Path(sheet)
+    if not sheet.is_file():
+        raise SheetError(f"{sheet}: dataset sheet not found; set dataset.sheet in the config")
+    text = _decode(sheet)
+    header = text.splitlines()[0] if text.strip() else ""
+    delimiter = max(",;\t", key=header.count)
+    rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+    columns = [c.strip() for c in (rows[0].keys() if rows else header.split(delimiter))]
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise SheetError(
+            f"{sheet}: missing column(s) {', '.join(missing)}; found {columns!r}. "
+            f"A sheet needs a header line with: {', '.join(REQUIRED)} (comma, semicolon or tab)"
+        )
+    base = Path(root) if root else sheet.parent
+    base_resolved = base.resolve()
+    problems: list[str] = []
+    records = []
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        bad = [c for c in REQUIRED if not row.get(c)]
+        if bad:
+            problems.append(f"line {i}: empty {', '.join(bad)}")
+            continue
+        rel = row["path"]
+        full = (base / rel).resolve()
+        if not full.is_relative_to(base_resolved):
+            problems.append(f"line {i}: path {rel!r} escapes the data root {str(base)!r}")
+            continue
+        if not full.exists():
+            problems.append(f"line {i}: {rel!r} does not exist (looked for {str(full)!r})")
+        if labels and row["label"] not in labels:
+            problems.append(f"line {i}: unknown label {row['label']!r}; known: {', '.join(labels)}")
+        vid = row.get("video_id") or derive_id(rel)
+        if not ID_PATTERN.match(vid):
+            problems.append(f"line {i}: video_id {vid!r} may only use letters, digits, _ - .")
+        if vid in seen:
+            if row.get("video_id"):
+                problems.append(f"line {i}: duplicate video_id {vid!r} (also line {seen[vid]})")
+                continue
+            vid = f"{vid}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}"
+        seen[vid] = i
+        records.append(
+            {
+                "video_id": vid,
+                "path": str(full),
+                "subject": row["subject"],
+                "label": row["label"],
+                "line": i,
+            }
+        )
+    if not rows:
+        problems.append("the sheet has a header but no rows")
+    if problems:
+        listing = "\n  ".join(problems)
+        raise SheetError(f"{sheet}: {len(problems)} problem(s):\n  {listing}")
+    return pd.DataFrame.from_records(records)
+
+
+def probe_videos(
+    sheet: pd.DataFrame, folder_fps: float, on_error: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add fps, n_frames, width, height; return (usable videos, skipped videos)."""
+    ok, skipped = [], []
+    for rec in sheet.to_dict("records"):
+        try:
+            info = probe(rec["path"], folder_fps=folder_fps)
+        except VideoError as err:
+            if on_error == "fail":
+                raise
+            log.warning("skipping %s: %s", rec["video_id"], err)
+            skipped.append({**rec, "stage": "dataset", "reason": str(err)})
+            continue
+        ok.append(
+            {
+                **rec,
+                "fps": info.fps,
+                "n_frames": info.n_frames,
+                "width": info.width,
+                "height": info.height,
+            }
+        )
+    videos = pd.DataFrame(ok, columns=VIDEO_COLUMNS)
+    return videos, pd.DataFrame(skipped, columns=SKIP_COLUMNS)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Validate the dataset sheet and probe its videos.")
+    ap.add_argument("--sheet", required=True)
+    ap.add_argument("--out", required=True, help="videos.csv")
+    ap.add_argument("--skipped", required=True, help="CSV of videos skipped, with reasons")
+    ap.add_argument("--params", default="{}", help="the config's `dataset` section as JSON")
+    ap.add_argument("--on-error", choices=["skip", "fail"], default="skip")
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    params = parse_params(args.params)
+    sheet = read_sheet(args.sheet, params.get("root"), params.get("labels"))
+    videos, skipped = probe_videos(sheet, params.get("folder_fps", 30.0), args.on_error)
+    if videos.empty:
+        raise SheetError(f"{args.sheet}: none of the {len(sheet)} videos can be decoded")
+    write_csv_atomic(args.skipped, skipped)
+    write_csv_atomic(args.out, videos)
+    log.info(
+        "%d videos, %d skipped, %d subjects", len(videos), len(skipped), videos.subject.nunique()
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)

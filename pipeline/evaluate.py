@@ -1,0 +1,134 @@
+"""The `evaluate` stage: cross-validated metrics of one model × backbone.
+
+From the test-clip predictions of every fold it computes, per fold and as mean ± std over
+folds, at clip level and at video level (clip probabilities averaged per video):
+
+    war       weighted average recall = accuracy
+    uar       unweighted average recall = mean per-class recall over classes present
+    macro_f1  F1 averaged over classes present
+    confusion counts, rows = true class, columns = predicted class (summed over folds)
+
+Chance levels: UAR 1/K; WAR of always predicting the most frequent class.
+
+Output `metrics/{model}_{backbone}.json` (keys sorted, same input → same bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline.common import parse_params, read_csv, run_main, setup_logging, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    """war, uar, macro_f1, per-class recall and the confusion matrix of integer labels."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    tp = np.diag(cm)
+    present = support > 0
+    recall = np.where(present, tp / np.maximum(support, 1), np.nan)
+    precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+    denom = precision + np.nan_to_num(recall)
+    f1 = np.where(
+        denom > 0, 2 * precision * np.nan_to_num(recall) / np.where(denom > 0, denom, 1), 0.0
+    )
+    return {
+        "war": float(tp.sum() / max(cm.sum(), 1)),
+        "uar": float(np.nanmean(recall[present])) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "recall": [None if np.isnan(r) else float(r) for r in recall],
+        "confusion": cm.tolist(),
+        "n": int(cm.sum()),
+    }
+
+
+def video_level(pred: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Average clip probabilities per video; one row per video with label, fold and pred."""
+    cols = [f"p_{c}" for c in classes]
+    grouped = pred.groupby("video_id", sort=True)
+    videos = grouped[cols].mean()
+    meta = grouped[["label", "fold", "subject"]].first()
+    out = meta.join(videos)
+    out["pred"] = [classes[i] for i in out[cols].to_numpy().argmax(1)]
+    return out.reset_index()
+
+
+def summarize(table: pd.DataFrame, classes: list[str]) -> dict:
+    """Per-fold scores, their mean and std, and the pooled confusion matrix."""
+    index = {c: i for i, c in enumerate(classes)}
+    folds = []
+    for fold, rows in table.groupby("fold", sort=True):
+        s = scores(rows.label.map(index).to_numpy(), rows.pred.map(index).to_numpy(), len(classes))
+        folds.append({"fold": int(fold), **s})
+    keys = ("war", "uar", "macro_f1")
+    pooled = scores(
+        table.label.map(index).to_numpy(), table.pred.map(index).to_numpy(), len(classes)
+    )
+    return {
+        "folds": folds,
+        "mean": {k: float(np.mean([f[k] for f in folds])) for k in keys},
+        "std": {k: float(np.std([f[k] for f in folds])) for k in keys},
+        "pooled": pooled,
+    }
+
+
+def evaluate(predictions: list[pd.DataFrame], model: str, backbone: str) -> dict:
+    pred = pd.concat(predictions, ignore_index=True)
+    classes = [c[2:] for c in pred.columns if c.startswith("p_")]
+    unknown = set(pred.label) - set(classes)
+    if unknown:
+        raise ValueError(f"labels without a probability column: {sorted(unknown)}")
+    videos = video_level(pred, classes)
+    counts = videos.label.value_counts()
+    return {
+        "model": model,
+        "backbone": backbone,
+        "classes": classes,
+        "n_folds": int(pred.fold.nunique()),
+        "n_videos": len(videos),
+        "n_clips": len(pred),
+        "clip": summarize(pred, classes),
+        "video": summarize(videos, classes),
+        "chance": {"uar": 1.0 / len(classes), "war": float(counts.max() / counts.sum())},
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Cross-validated metrics of one model × backbone.")
+    ap.add_argument("--predictions", nargs="+", required=True, help="predictions.csv of every fold")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--params", default="{}", help="provenance stored with the metrics (JSON)")
+    ap.add_argument("--out", required=True)
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    metrics = evaluate([read_csv(p) for p in args.predictions], args.model, args.backbone)
+    metrics["provenance"] = parse_params(args.params)
+    write_json_atomic(args.out, metrics)
+    for level in ("clip", "video"):
+        m, s = metrics[level]["mean"], metrics[level]["std"]
+        log.info(
+            "%s level: WAR %.3f ± %.3f, UAR %.3f ± %.3f",
+            level,
+            m["war"],
+            s["war"],
+            m["uar"],
+            s["uar"],
+        )
+
+
+if __name__ == "__main__":
+    run_main(main)

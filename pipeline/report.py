@@ -1,0 +1,317 @@
+"""The `report` stage: one self-contained `report.html` (styles and images inline, no network).
+
+Every string that comes from the dataset (file names, ids, labels, reasons) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import logging
+import platform
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from html import escape
+from importlib import metadata
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from pipeline.common import (
+    digest,
+    parse_params,
+    read_csv,
+    run_main,
+    setup_logging,
+    write_text_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f3f3f3}
+td.l,th.l{text-align:left}.muted{color:#666;font-size:.9em}.best{font-weight:bold}
+.grid{display:flex;flex-wrap:wrap;gap:1em}.grid figure{margin:0}figcaption{font-size:.9em;color:#444}
+code{background:#f5f5f5;padding:0 .2em}
+"""
+
+
+def fmt(mean: float, std: float | None = None) -> str:
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
+
+
+def table_html(header: list[str], rows: list[list[str]], left: int = 1) -> str:
+    """rows hold already-escaped HTML cells; the first `left` columns are left-aligned."""
+    head = "".join(f'<th class="{"l" if i < left else ""}">{h}</th>' for i, h in enumerate(header))
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="{"l" if i < left else ""}">{c}</td>' for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def png(fig) -> str:
+    """An <img> with the figure inlined as base64 PNG."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def confusion_figure(cm: list[list[int]], classes: list[str], title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(
+                j,
+                i,
+                int(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if norm[i, j] > 0.6 else "black",
+            )
+    return png(fig)
+
+
+def results_section(metrics: list[dict]) -> str:
+    """The comparison table (best mean in bold) and the confusion matrices."""
+    keys = [
+        ("clip", "war"),
+        ("clip", "uar"),
+        ("video", "war"),
+        ("video", "uar"),
+        ("video", "macro_f1"),
+    ]
+    best = {k: max(m[k[0]]["mean"][k[1]] for m in metrics) for k in keys}
+    rows = []
+    for m in metrics:
+        cells = [escape(m["model"]), escape(m["backbone"]), str(m["n_folds"])]
+        for level, key in keys:
+            text = fmt(m[level]["mean"][key], m[level]["std"][key])
+            cells.append(
+                f'<span class="best">{text}</span>'
+                if m[level]["mean"][key] == best[(level, key)]
+                else text
+            )
+        rows.append(cells)
+    chance = metrics[0]["chance"]
+    rows.append(
+        [
+            '<span class="muted">chance</span>',
+            "",
+            "",
+            fmt(chance["war"]),
+            fmt(chance["uar"]),
+            fmt(chance["war"]),
+            fmt(chance["uar"]),
+            "",
+        ]
+    )
+    header = [
+        "model",
+        "backbone",
+        "folds",
+        "clip WAR",
+        "clip UAR",
+        "video WAR",
+        "video UAR",
+        "video macro-F1",
+    ]
+    html = [
+        "<h2>Results</h2>",
+        "<p>Subject-independent cross-validation: mean ± std over folds, in %. WAR = accuracy; "
+        "UAR = mean per-class recall. Chance: WAR of always answering the most frequent class "
+        f"({fmt(chance['war'])} %), UAR 1/K ({fmt(chance['uar'])} %).</p>",
+        table_html(header, rows, left=2),
+        "<h2>Confusion matrices</h2><p class='muted'>Pooled over the test folds; colour = row-normalised recall, numbers = counts.</p><div class='grid'>",
+    ]
+    for m in metrics:
+        classes = m["classes"]
+        for level in ("video", "clip"):
+            title = f"{m['model']} / {m['backbone']} ({level} level)"
+            html.append(
+                f"<figure>{confusion_figure(m[level]['pooled']['confusion'], classes, title)}<figcaption>{escape(title)}</figcaption></figure>"
+            )
+    html.append("</div>")
+    fold_rows = []
+    for m in metrics:
+        for f in m["video"]["folds"]:
+            fold_rows.append(
+                [
+                    escape(m["model"]),
+                    escape(m["backbone"]),
+                    str(f["fold"]),
+                    str(f["n"]),
+                    fmt(f["war"]),
+                    fmt(f["uar"]),
+                ]
+            )
+    html += [
+        "<h3>Per fold (video level)</h3>",
+        table_html(["model", "backbone", "fold", "videos", "WAR", "UAR"], fold_rows, left=2),
+    ]
+    return "\n".join(html)
+
+
+def dataset_section(videos: pd.DataFrame, folds: pd.DataFrame, skipped: pd.DataFrame) -> str:
+    balance = videos.groupby("label").agg(
+        videos=("video_id", "size"), subjects=("subject", "nunique")
+    )
+    rows = [[escape(str(label)), str(r.videos), str(r.subjects)] for label, r in balance.iterrows()]
+    per_fold = folds.groupby("fold").agg(
+        videos=("video_id", "size"), subjects=("subject", "nunique")
+    )
+    fold_rows = [[str(k), str(r.videos), str(r.subjects)] for k, r in per_fold.iterrows()]
+    html = [
+        "<h2>Dataset</h2>",
+        f"<p>{len(videos)} usable videos from {videos.subject.nunique()} subjects, "
+        f"{int(videos.n_frames.sum())} frames; {len(skipped)} skipped.</p>",
+        table_html(["label", "videos", "subjects"], rows),
+        "<h3>Folds</h3>",
+        table_html(["fold", "videos", "subjects"], fold_rows),
+        "<h3>Skipped videos</h3>",
+    ]
+    if skipped.empty:
+        html.append("<p>None.</p>")
+    else:
+        srows = [
+            [escape(str(r.video_id)), escape(str(r.stage)), escape(str(r.reason))]
+            for r in skipped.itertuples()
+        ]
+        html.append(table_html(["video", "stage", "reason"], srows, left=3))
+    return "\n".join(html)
+
+
+def face_section(face_files: list[str]) -> str:
+    n = valid = multi = 0
+    for path in face_files:
+        with h5py.File(path, "r") as f:
+            for vid in f:
+                v = f[vid]["valid"][:]
+                n += len(v)
+                valid += int(v.sum())
+                multi += int((f[vid]["n_faces"][:] > 1).sum())
+    return (
+        "<h2>Face detection</h2>"
+        f"<p>A face was found in {valid} of {n} frames ({100 * valid / max(n, 1):.1f} %); "
+        f"{multi} frames showed more than one face (the largest was kept).</p>"
+    )
+
+
+def collect_skipped(dataset_skipped: str, stage_files: dict[str, list[str]]) -> pd.DataFrame:
+    frames = [read_csv(dataset_skipped)[["video_id", "stage", "reason"]]]
+    for stage, files in stage_files.items():
+        for path in files:
+            with h5py.File(path, "r") as f:
+                items = json.loads(f.attrs.get("skipped", "{}")).items()
+            frames.append(
+                pd.DataFrame(
+                    [{"video_id": v, "stage": stage, "reason": r} for v, r in items],
+                    columns=["video_id", "stage", "reason"],
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "snakemake", "facenet-pytorch", "numpy", "scikit-learn", "h5py", "av"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def render(
+    metrics: list[dict],
+    videos: pd.DataFrame,
+    folds: pd.DataFrame,
+    skipped: pd.DataFrame,
+    face_files: list[str],
+    config: dict,
+) -> str:
+    ver = versions()
+    run = [
+        "<h2>What was run</h2>",
+        f"<p>Generated {escape(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))}; config hash <code>{digest(config)}</code>.</p>",
+        table_html(["package", "version"], [[escape(k), escape(v)] for k, v in ver.items()]),
+        "<details><summary>Configuration</summary><pre>"
+        + escape(json.dumps(config, indent=2, sort_keys=True))
+        + "</pre></details>",
+    ]
+    body = "\n".join(
+        [
+            "<h1>Dynamic facial expression recognition: cross-validated results</h1>",
+            f"<p class='muted'>{len(metrics)} model × backbone combinations, {metrics[0]['n_folds']} subject-independent folds.</p>",
+            results_section(metrics),
+            dataset_section(videos, folds, skipped),
+            face_section(face_files),
+            *run,
+        ]
+    )
+    return f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>FER pipeline report</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Render results/report.html.")
+    ap.add_argument("--metrics", nargs="+", required=True)
+    ap.add_argument("--videos", required=True)
+    ap.add_argument("--folds", required=True)
+    ap.add_argument("--dataset-skipped", required=True)
+    ap.add_argument("--faces", nargs="+", required=True)
+    ap.add_argument("--aligned", nargs="+", required=True)
+    ap.add_argument("--config", default="{}", help="the whole config as JSON, shown in the report")
+    ap.add_argument("--out", required=True)
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    metrics = []
+    for path in args.metrics:
+        with open(path, encoding="utf-8") as f:
+            metrics.append(json.load(f))
+    skipped = collect_skipped(
+        args.dataset_skipped, {"detect_faces": args.faces, "frontalize": args.aligned}
+    )
+    html = render(
+        metrics,
+        read_csv(args.videos),
+        read_csv(args.folds),
+        skipped,
+        args.faces,
+        parse_params(args.config),
+    )
+    write_text_atomic(args.out, html)
+    log.info("wrote %s (%d bytes)", args.out, len(html))
+
+
+if __name__ == "__main__":
+    run_main(main)

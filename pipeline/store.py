@@ -1,0 +1,129 @@
+"""HDF5 helpers shared by the per-shard stages: one group or dataset per video.
+
+Every per-shard file is written to a temporary name and renamed when complete, and carries a
+root attribute `skipped` (JSON: video_id → reason) for the videos that stage could not use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pipeline.common import atomic_path
+
+
+@contextlib.contextmanager
+def shard_writer(path: str | os.PathLike, **attrs) -> Iterator[tuple[h5py.File, dict]]:
+    """Open a new shard file for writing; yield (file, skipped dict); commit atomically."""
+    skipped: dict[str, str] = {}
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            for key, value in attrs.items():
+                f.attrs[key] = value if isinstance(value, int | float | str) else json.dumps(value)
+            yield f, skipped
+            f.attrs["skipped"] = json.dumps(skipped, sort_keys=True)
+
+
+def read_skipped(path: str | os.PathLike) -> dict[str, str]:
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs.get("skipped", "{}"))
+
+
+def video_ids(path: str | os.PathLike) -> list[str]:
+    with h5py.File(path, "r") as f:
+        return list(f.keys())
+
+
+def find_video(paths: list[str | Path], video_id: str) -> Path:
+    """The shard file among `paths` that holds `video_id`."""
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            if video_id in f:
+                return Path(path)
+    raise KeyError(f"video {video_id!r} is in none of {len(paths)} shard files")
+
+
+def frame_chunks(shape: tuple[int, ...], frames: int = 16) -> tuple[int, ...]:
+    """Chunk shape for a (T, ...) array: `frames` frames per chunk (one clip read ≈ 1–2 chunks)."""
+    return (max(1, min(frames, shape[0])), *shape[1:])
+
+
+def write_frames(group: h5py.Group, name: str, array: np.ndarray, **attrs) -> h5py.Dataset:
+    """Store a (T, ...) array chunked along time and compressed."""
+    ds = group.create_dataset(
+        name,
+        data=array,
+        chunks=frame_chunks(array.shape),
+        compression="gzip",
+        compression_opts=4,
+        shuffle=True,
+    )
+    for key, value in attrs.items():
+        ds.attrs[key] = value
+    return ds
+
+
+class ClipReader:
+    """Random access to clips in per-shard feature files, by (video_id, start, stop).
+
+    Files are opened lazily, one handle per process, so a reader can be shared with
+    multi-worker DataLoaders (each worker opens its own handles after fork).
+    """
+
+    def __init__(self, paths: list[str | Path]):
+        self.paths = [str(p) for p in paths]
+        self.index: dict[str, str] = {}
+        for path in self.paths:
+            with h5py.File(path, "r") as f:
+                for vid in f:
+                    self.index[vid] = path
+        self._handles: dict[tuple[int, str], h5py.File] = {}
+
+    def _file(self, path: str) -> h5py.File:
+        key = (os.getpid(), path)
+        if key not in self._handles:
+            self._handles[key] = h5py.File(path, "r")
+        return self._handles[key]
+
+    def video(self, video_id: str) -> h5py.Dataset:
+        if video_id not in self.index:
+            raise KeyError(f"video {video_id!r} is in none of the feature files {self.paths}")
+        return self._file(self.index[video_id])[video_id]
+
+    def clip(self, video_id: str, start: int, stop: int, length: int) -> np.ndarray:
+        """Frames [start, stop) of a video as (length, ...), padded by repeating the last frame."""
+        return pad_clip(self.video(video_id)[start:stop], length)
+
+    def clips(self, table, length: int) -> np.ndarray:
+        """Stack the clips of a clips.csv table (N rows) into (N, length, ...), one read per video."""
+        out = []
+        for vid, rows in table.groupby("video_id", sort=False):
+            data = self.video(vid)[: int(rows.stop.max())]
+            out.extend(
+                (i, pad_clip(data[s:e], length))
+                for i, s, e in zip(rows.index, rows.start, rows.stop, strict=True)
+            )
+        order = {i: k for k, i in enumerate(table.index)}
+        out.sort(key=lambda pair: order[pair[0]])
+        return np.stack([clip for _, clip in out])
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+
+def pad_clip(frames: np.ndarray, length: int) -> np.ndarray:
+    """(n, ...) → (length, ...): repeat the last frame when n < length."""
+    if len(frames) == 0:
+        raise ValueError("empty clip")
+    if len(frames) >= length:
+        return frames[:length]
+    pad = np.repeat(frames[-1:], length - len(frames), axis=0)
+    return np.concatenate([frames, pad])

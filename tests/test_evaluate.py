@@ -1,0 +1,53 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.evaluate import evaluate, scores
+
+
+def test_scores_on_a_known_confusion_matrix():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 0, 0, 1, 1, 0, 2, 2])
+    s = scores(y_true, y_pred, 4)
+    assert s["war"] == pytest.approx(6 / 8)
+    assert s["uar"] == pytest.approx((3 / 4 + 1 / 2 + 1) / 3)  # class 3 absent: not averaged
+    assert s["confusion"][0] == [3, 1, 0, 0]
+    f1 = [2 * (3 / 4) * (3 / 4) / (3 / 4 + 3 / 4), 2 * 0.5 * 0.5 / 1.0, 1.0]
+    assert s["macro_f1"] == pytest.approx(np.mean(f1))
+
+
+def test_video_level_averages_clip_probabilities():
+    rows = []
+    # video v1 (label a): two clips weakly b, one clip strongly a → mean favours a
+    for p_a in (0.45, 0.45, 0.95):
+        rows.append(
+            {
+                "video_id": "v1",
+                "subject": "s1",
+                "label": "a",
+                "fold": 0,
+                "start": 0,
+                "stop": 16,
+                "p_a": p_a,
+                "p_b": 1 - p_a,
+            }
+        )
+    rows.append(
+        {
+            "video_id": "v2",
+            "subject": "s2",
+            "label": "b",
+            "fold": 1,
+            "start": 0,
+            "stop": 16,
+            "p_a": 0.2,
+            "p_b": 0.8,
+        }
+    )
+    pred = pd.DataFrame(rows)
+    pred["pred"] = np.where(pred.p_a > pred.p_b, "a", "b")
+    m = evaluate([pred], "gru", "hog")
+    assert m["clip"]["pooled"]["war"] == pytest.approx(2 / 4)
+    assert m["video"]["pooled"]["war"] == 1.0
+    assert m["n_folds"] == 2 and m["n_videos"] == 2
+    assert m["chance"] == {"uar": 0.5, "war": 0.5}

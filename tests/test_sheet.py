@@ -1,0 +1,95 @@
+import pytest
+
+from pipeline.common import SheetError
+from pipeline.datasets.sheet import derive_id, probe_videos, read_sheet
+from pipeline.video import write_video
+
+
+def make_video(path, n=5):
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, (np.full((32, 32, 3), 10 * i, np.uint8) for i in range(n)), fps=25)
+
+
+def test_all_problems_are_listed_with_line_numbers(tmp_path):
+    make_video(tmp_path / "ok.mp4")
+    (tmp_path / "sheet.csv").write_text(
+        "path,subject,label\n"
+        "ok.mp4,s1,happy\n"
+        "missing.mp4,s2,happy\n"
+        "ok.mp4,,sad\n"
+        "../outside.mp4,s3,sad\n"
+        "ok.mp4,s4,bored\n"
+    )
+    with pytest.raises(SheetError) as err:
+        read_sheet(tmp_path / "sheet.csv", labels=["happy", "sad"])
+    text = str(err.value)
+    assert "4 problem(s)" in text
+    assert "line 3: 'missing.mp4' does not exist" in text
+    assert "line 4: empty subject" in text
+    assert "line 5: path '../outside.mp4' escapes the data root" in text
+    assert "line 6: unknown label 'bored'" in text
+
+
+def test_semicolon_sheet_and_duplicate_paths_get_distinct_ids(tmp_path):
+    make_video(tmp_path / "a b" / "clip 1.mp4")
+    make_video(tmp_path / "a_b" / "clip_1.mp4")
+    (tmp_path / "sheet.csv").write_text(
+        "path;subject;label\na b/clip 1.mp4;s1;x\na_b/clip_1.mp4;s2;y\n"
+    )
+    sheet = read_sheet(tmp_path / "sheet.csv")
+    assert sheet.video_id.is_unique
+    assert sheet.video_id.iloc[0] == "a_b__clip_1"
+
+
+def test_missing_column_names_the_fix(tmp_path):
+    (tmp_path / "sheet.csv").write_text("file,subject,emotion\nx.mp4,s1,happy\n")
+    with pytest.raises(SheetError, match="missing column.*path.*label"):
+        read_sheet(tmp_path / "sheet.csv")
+
+
+def test_non_utf8_sheet_is_a_clear_error(tmp_path):
+    (tmp_path / "sheet.csv").write_bytes("path,subject,label\nvidéo.mp4,s1,x\n".encode("latin-1"))
+    with pytest.raises(SheetError, match="not UTF-8"):
+        read_sheet(tmp_path / "sheet.csv")
+
+
+def test_undecodable_video_is_skipped_with_its_reason(tmp_path):
+    make_video(tmp_path / "good.mp4", n=7)
+    (tmp_path / "bad.mp4").write_text("this is not a video")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "sheet.csv").write_text(
+        "path,subject,label\ngood.mp4,s1,x\nbad.mp4,s2,y\nempty.mp4,s3,y\n"
+    )
+    videos, skipped = probe_videos(read_sheet(tmp_path / "sheet.csv"), 30.0, "skip")
+    assert list(videos.video_id) == ["good"] and int(videos.n_frames.iloc[0]) == 7
+    reasons = dict(zip(skipped.video_id, skipped.reason, strict=True))
+    assert "cannot decode" in reasons["bad"] and "0 bytes" in reasons["empty"]
+
+
+def test_frame_folder_is_a_video(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i in (1, 2, 10):
+        Image.fromarray(np.full((20, 30, 3), i, np.uint8)).save(folder / f"f{i}.png")
+    (tmp_path / "sheet.csv").write_text("path,subject,label\nseq,s1,x\n")
+    videos, skipped = probe_videos(read_sheet(tmp_path / "sheet.csv"), 12.0, "skip")
+    assert skipped.empty
+    assert (int(videos.n_frames[0]), videos.fps[0], int(videos.width[0])) == (3, 12.0, 30)
+
+
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("x.mp4", "x"),
+        ("dir/sub/v 1.avi", "dir__sub__v_1"),
+        ("über.mp4", "ber"),
+        ("$(rm).mp4", "rm"),
+    ],
+)
+def test_derived_ids_are_file_name_safe(path, expected):
+    assert derive_id(path) == expected

@@ -1,0 +1,45 @@
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.store import ClipReader, pad_clip, shard_writer
+
+
+def test_pad_clip_repeats_the_last_frame():
+    out = pad_clip(np.arange(3)[:, None], 5)
+    assert out[:, 0].tolist() == [0, 1, 2, 2, 2]
+
+
+def test_reader_serves_clips_in_table_order(tmp_path):
+    paths = []
+    for k, vids in enumerate((["a", "c"], ["b"])):
+        path = tmp_path / f"shard-{k}.h5"
+        with shard_writer(path) as (f, _):
+            for v in vids:
+                f.create_dataset(v, data=np.arange(20)[:, None] + 100 * ord(v))
+        paths.append(path)
+    reader = ClipReader(paths)
+    table = pd.DataFrame({"video_id": ["b", "a", "b"], "start": [4, 0, 0], "stop": [20, 3, 16]})
+    clips = reader.clips(table, 16)
+    assert clips.shape == (3, 16, 1)
+    assert clips[0, 0, 0] == 100 * ord("b") + 4 and clips[1, -1, 0] == 100 * ord("a") + 2
+    np.testing.assert_array_equal(reader.clip("b", 0, 16, 16), clips[2])
+    with pytest.raises(KeyError, match="zz"):
+        reader.clip("zz", 0, 1, 1)
+
+
+def test_shard_writer_leaves_nothing_when_interrupted(tmp_path):
+    path = tmp_path / "out.h5"
+    with pytest.raises(RuntimeError), shard_writer(path) as (f, _):
+        f.create_dataset("x", data=np.zeros(3))
+        raise RuntimeError("killed")
+    assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_shard_writer_records_skips(tmp_path):
+    path = tmp_path / "out.h5"
+    with shard_writer(path, shard=1) as (_, skipped):
+        skipped["v"] = "no face"
+    with h5py.File(path) as f:
+        assert f.attrs["shard"] == 1 and "no face" in f.attrs["skipped"]

@@ -1,0 +1,27 @@
+rule window_clips:
+    input:
+        videos="results/dataset/videos.csv",
+        aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
+    output:
+        clips="results/clips.csv",
+    log:
+        "logs/window_clips.log",
+    params:
+        clips=section("clips"),
+    shell:
+        "{PY} -m pipeline.clips --videos {input.videos:q} --aligned {input.aligned:q} "
+        "--out {output.clips:q} --params {params.clips:q} > {log:q} 2>&1"
+
+
+rule folds:
+    input:
+        clips="results/clips.csv",
+    output:
+        folds="results/folds.csv",
+    log:
+        "logs/folds.log",
+    params:
+        cv=section("cv"),
+    shell:
+        "{PY} -m pipeline.folds --clips {input.clips:q} --out {output.folds:q} "
+        "--params {params.cv:q} > {log:q} 2>&1"

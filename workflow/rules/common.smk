@@ -1,0 +1,83 @@
+import json
+import shlex
+import sys
+
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)
+
+from pipeline import catalog
+from pipeline.common import ConfigError
+
+validate(config, "../schemas/config.schema.yaml")
+
+try:
+    EXPERIMENTS = catalog.experiments(config)
+except ConfigError as err:
+    raise WorkflowError(f"config: {err}") from None
+
+# The interpreter running Snakemake also runs the stages (the project's .venv).
+PY = shlex.quote(sys.executable)
+SHARDS = list(range(config["shards"]))
+FOLDS = list(range(config["cv"]["k"]))
+MODELS_USED = sorted({m for m, _ in EXPERIMENTS})
+BACKBONES_USED = sorted({b for _, b in EXPERIMENTS})
+DEMO_DIR = "data/demo"
+
+
+wildcard_constraints:
+    shard=r"\d+",
+    fold=r"\d+",
+    model="|".join(catalog.MODELS),
+    backbone="|".join(catalog.BACKBONES),
+
+
+def section(*keys):
+    """A config section as canonical JSON: the stage's only view of the config."""
+    value = config
+    for key in keys:
+        value = value[key]
+    return json.dumps(value, sort_keys=True)
+
+
+def get_backbone_params(wildcards):
+    return json.dumps(config["backbones"][wildcards.backbone] or {}, sort_keys=True)
+
+
+def get_model_params(wildcards):
+    return json.dumps(config["models"][wildcards.model] or {}, sort_keys=True)
+
+
+def get_features(wildcards):
+    return expand(
+        "results/features/{backbone}/shard-{shard}.h5",
+        backbone=wildcards.backbone,
+        shard=SHARDS,
+    )
+
+
+def get_predictions(wildcards):
+    return expand(
+        "results/models/{model}/{backbone}/fold{fold}/predictions.csv",
+        model=wildcards.model,
+        backbone=wildcards.backbone,
+        fold=FOLDS,
+    )
+
+
+def get_provenance(wildcards):
+    """What a metrics file came from (only its own model and backbone sections)."""
+    return json.dumps(
+        {
+            "model": config["models"][wildcards.model] or {},
+            "backbone": config["backbones"][wildcards.backbone] or {},
+            "cv": config["cv"],
+            "clips": config["clips"],
+            "train": config["train"],
+        },
+        sort_keys=True,
+    )
+
+
+def get_metrics():
+    return [f"results/metrics/{m}_{b}.json" for m, b in EXPERIMENTS]

@@ -1,0 +1,15 @@
+rule demo_data:
+    output:
+        sheet=f"{DEMO_DIR}/sheet.csv",
+        videos=directory(f"{DEMO_DIR}/videos"),
+    log:
+        "logs/demo_data.log",
+    benchmark:
+        "benchmarks/demo_data.tsv"
+    threads: 2
+    params:
+        demo=section("demo"),
+        out=DEMO_DIR,
+    shell:
+        "{PY} -m pipeline.datasets.demo --out {params.out:q} --params {params.demo:q} "
+        "--threads {threads} > {log:q} 2>&1"

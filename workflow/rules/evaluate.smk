@@ -1,0 +1,13 @@
+rule evaluate:
+    input:
+        predictions=get_predictions,
+    output:
+        metrics="results/metrics/{model}_{backbone}.json",
+    log:
+        "logs/evaluate/{model}_{backbone}.log",
+    params:
+        provenance=get_provenance,
+    shell:
+        "{PY} -m pipeline.evaluate --predictions {input.predictions:q} "
+        "--model {wildcards.model} --backbone {wildcards.backbone} "
+        "--params {params.provenance:q} --out {output.metrics:q} > {log:q} 2>&1"

@@ -1,0 +1,18 @@
+rule detect_faces:
+    input:
+        videos="results/dataset/videos.csv",
+    output:
+        faces="results/faces/shard-{shard}.h5",
+    log:
+        "logs/detect_faces/shard-{shard}.log",
+    benchmark:
+        "benchmarks/detect_faces/shard-{shard}.tsv"
+    threads: 1
+    params:
+        face=section("face"),
+        shards=config["shards"],
+        on_error=config["on_error"],
+    shell:
+        "{PY} -m pipeline.faces --videos {input.videos:q} --shard {wildcards.shard} "
+        "--shards {params.shards} --out {output.faces:q} --params {params.face:q} "
+        "--threads {threads} --on-error {params.on_error} > {log:q} 2>&1"

@@ -1,0 +1,18 @@
+rule frontalize:
+    input:
+        videos="results/dataset/videos.csv",
+        faces="results/faces/shard-{shard}.h5",
+    output:
+        aligned="results/aligned/shard-{shard}.h5",
+    log:
+        "logs/frontalize/shard-{shard}.log",
+    benchmark:
+        "benchmarks/frontalize/shard-{shard}.tsv"
+    threads: 1
+    params:
+        frontalize=section("frontalize"),
+        on_error=config["on_error"],
+    shell:
+        "{PY} -m pipeline.frontalize --videos {input.videos:q} --faces {input.faces:q} "
+        "--out {output.aligned:q} --params {params.frontalize:q} "
+        "--on-error {params.on_error} > {log:q} 2>&1"

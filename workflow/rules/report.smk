@@ -1,0 +1,19 @@
+rule report:
+    input:
+        metrics=get_metrics(),
+        videos="results/dataset/videos.csv",
+        folds="results/folds.csv",
+        skipped="results/qc/dataset_skipped.csv",
+        faces=expand("results/faces/shard-{shard}.h5", shard=SHARDS),
+        aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
+    output:
+        report="results/report.html",
+    log:
+        "logs/report.log",
+    params:
+        config=json.dumps(config, sort_keys=True),
+    shell:
+        "{PY} -m pipeline.report --metrics {input.metrics:q} --videos {input.videos:q} "
+        "--folds {input.folds:q} --dataset-skipped {input.skipped:q} --faces {input.faces:q} "
+        "--aligned {input.aligned:q} --config {params.config:q} --out {output.report:q} "
+        "> {log:q} 2>&1"

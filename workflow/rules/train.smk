@@ -1,0 +1,27 @@
+rule train:
+    input:
+        clips="results/clips.csv",
+        folds="results/folds.csv",
+        features=get_features,
+    output:
+        weights="results/models/{model}/{backbone}/fold{fold}/model.pt",
+        history="results/models/{model}/{backbone}/fold{fold}/history.csv",
+        predictions="results/models/{model}/{backbone}/fold{fold}/predictions.csv",
+    log:
+        "logs/train/{model}/{backbone}/fold{fold}.log",
+    benchmark:
+        "benchmarks/train/{model}/{backbone}/fold{fold}.tsv"
+    threads: 1
+    params:
+        model=get_model_params,
+        length=config["clips"]["length"],
+        seed=config["train"]["seed"],
+        device=config["train"]["device"],
+    shell:
+        "{PY} -m pipeline.train --clips {input.clips:q} --folds {input.folds:q} "
+        "--features {input.features:q} --model {wildcards.model} "
+        "--backbone {wildcards.backbone} --fold {wildcards.fold} --params {params.model:q} "
+        "--clip-length {params.length} --seed {params.seed} --device {params.device:q} "
+        "--threads {threads} --out-weights {output.weights:q} "
+        "--out-history {output.history:q} --out-predictions {output.predictions:q} "
+        "> {log:q} 2>&1"
