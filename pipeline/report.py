@@ -59,14 +59,14 @@ def table_html(header: list[str], rows: list[list[str]], left: int = 1) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def png(fig) -> str:
+def png(fig, alt: str = "") -> str:
     """An <img> with the figure inlined as base64 PNG."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
 def confusion_figure(cm: list[list[int]], classes: list[str], title: str) -> str:
@@ -95,7 +95,7 @@ def confusion_figure(cm: list[list[int]], classes: list[str], title: str) -> str
                 fontsize=8,
                 color="white" if norm[i, j] > 0.6 else "black",
             )
-    return png(fig)
+    return png(fig, alt=title)
 
 
 def results_section(metrics: list[dict]) -> str:
@@ -155,7 +155,7 @@ def results_section(metrics: list[dict]) -> str:
         for level in ("video", "clip"):
             title = f"{m['model']} / {m['backbone']} ({level} level)"
             html.append(
-                f"<figure>{confusion_figure(m[level]['pooled']['confusion'], classes, title)}<figcaption>{escape(title)}</figcaption></figure>"
+                f"<figure>{confusion_figure(m[level]['pooled']['confusion'], classes, title)}</figure>"
             )
     html.append("</div>")
     fold_rows = []
@@ -189,7 +189,7 @@ def dataset_section(videos: pd.DataFrame, folds: pd.DataFrame, skipped: pd.DataF
     fold_rows = [[str(k), str(r.videos), str(r.subjects)] for k, r in per_fold.iterrows()]
     html = [
         "<h2>Dataset</h2>",
-        f"<p>{len(videos)} usable videos from {videos.subject.nunique()} subjects, "
+        f"<p>{len(videos)} decodable videos from {videos.subject.nunique()} subjects, "
         f"{int(videos.n_frames.sum())} frames; {len(skipped)} skipped.</p>",
         table_html(["label", "videos", "subjects"], rows),
         "<h3>Folds</h3>",

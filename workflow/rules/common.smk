@@ -1,4 +1,5 @@
 import json
+import os
 import shlex
 import sys
 
@@ -20,9 +21,16 @@ except ConfigError as err:
 PY = shlex.quote(sys.executable)
 SHARDS = list(range(config["shards"]))
 FOLDS = list(range(config["cv"]["k"]))
-MODELS_USED = sorted({m for m, _ in EXPERIMENTS})
-BACKBONES_USED = sorted({b for _, b in EXPERIMENTS})
 DEMO_DIR = "data/demo"
+
+if config["dataset"]["sheet"] != f"{DEMO_DIR}/sheet.csv" and not os.path.isfile(
+    config["dataset"]["sheet"]
+):
+    raise WorkflowError(
+        f"dataset.sheet: {config['dataset']['sheet']!r} does not exist (relative paths start "
+        f"in {os.getcwd()!r}); give the path of your CSV sheet (columns path, subject, label), "
+        f"or {DEMO_DIR}/sheet.csv for the generated demo"
+    )
 
 
 wildcard_constraints:

@@ -1,0 +1,141 @@
+"""End to end: the whole Snakemake DAG on a tiny generated demo, in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.common import read_csv
+from pipeline.folds import check_no_leakage
+from pipeline.report import fmt
+
+TINY = {
+    "demo": {
+        "subjects": 4,
+        "repetitions": 1,
+        "min_frames": 18,
+        "max_frames": 30,
+        "width": 160,
+        "height": 120,
+    },
+    "shards": 2,
+    "face": {"min_face_size": 20},
+    "cv": {"k": 2},
+    "backbones": {"hog": {"size": 48, "cell": 8}, "pixels": {"size": 24}},
+    "models": {
+        "gru": {"epochs": 3, "lr": 0.001, "hidden": 16, "proj": 32},
+        "c3d": {"epochs": 2, "lr": 0.003, "width": 4, "blocks": 2, "grid": 2},
+    },
+}
+
+
+def snakemake(workdir: Path, root: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(root / "Snakefile"),
+        "--directory",
+        str(workdir),
+    ]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=1200)
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The rule → job count table that `snakemake -n` prints."""
+    counts = {}
+    table = dry_run_output.split("Job stats:", 1)[1] if "Job stats:" in dry_run_output else ""
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    counts.pop("total", None)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, request):
+    root = Path(request.config.rootpath)
+    workdir = tmp_path_factory.mktemp("dag")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
+    done = snakemake(workdir, root, "--cores", "2", "results/report.html")
+    assert done.returncode == 0, done.stderr[-5000:]
+    return workdir, root
+
+
+def test_metrics_are_consistent_and_complete(run):
+    workdir, _ = run
+    folds = read_csv(workdir / "results/folds.csv")
+    for name in ("gru_hog", "c3d_pixels"):
+        m = json.loads((workdir / f"results/metrics/{name}.json").read_text())
+        assert m["n_folds"] == 2 and m["n_videos"] == len(folds)
+        assert m["classes"] == sorted(folds.label.unique())
+        assert m["chance"]["uar"] == pytest.approx(1 / len(m["classes"]))
+        for level in ("clip", "video"):
+            cm = np.array(m[level]["pooled"]["confusion"])
+            assert cm.sum() == m[level]["pooled"]["n"]
+            assert m[level]["pooled"]["war"] == pytest.approx(np.trace(cm) / cm.sum())
+            fold_wars = [f["war"] for f in m[level]["folds"]]
+            assert m[level]["mean"]["war"] == pytest.approx(np.mean(fold_wars))
+            assert all(0.0 <= f["uar"] <= 1.0 for f in m[level]["folds"])
+        assert np.array(m["video"]["pooled"]["confusion"]).sum() == len(folds)
+
+
+def test_report_shows_both_models_with_chance_and_confusion_matrices(run):
+    workdir, _ = run
+    html = (workdir / "results/report.html").read_text()
+    for name in ("gru_hog", "c3d_pixels"):
+        m = json.loads((workdir / f"results/metrics/{name}.json").read_text())
+        for level in ("clip", "video"):
+            for key in ("war", "uar"):
+                assert fmt(m[level]["mean"][key], m[level]["std"][key]) in html
+        assert f'alt="{m["model"]} / {m["backbone"]} (video level)"' in html
+    assert "chance" in html and fmt(1 / 6) in html
+    assert html.count("data:image/png;base64,") == 4
+    assert "http://" not in html and "https://" not in html
+
+
+def test_folds_never_split_a_subject(run):
+    workdir, _ = run
+    folds = read_csv(workdir / "results/folds.csv")
+    check_no_leakage(folds)
+    assert folds.groupby("fold").subject.nunique().min() >= 1
+
+
+def test_second_run_has_nothing_to_do(run):
+    workdir, root = run
+    dry = snakemake(workdir, root, "-n", "results/report.html")
+    assert dry.returncode == 0, dry.stderr
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_changing_one_learning_rate_reruns_only_that_model(run):
+    workdir, root = run
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["models"]["gru"]["lr"] = 0.002
+    changed = workdir / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    dry = snakemake(workdir, root, "results/report.html", "-n", "--configfile", str(changed))
+    assert dry.returncode == 0, dry.stderr
+    assert job_counts(dry.stdout + dry.stderr) == {"train": 2, "evaluate": 1, "report": 1}
+    assert "models/gru/hog/fold0" in dry.stdout + dry.stderr
+    assert "models/c3d" not in dry.stdout + dry.stderr
+
+
+def test_unknown_model_fails_before_any_job_with_the_known_names(run):
+    workdir, root = run
+    bad = workdir / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "models": {"lstm9": {}}}))
+    dry = snakemake(workdir, root, "results/report.html", "-n", "--configfile", str(bad))
+    assert dry.returncode != 0
+    out = dry.stdout + dry.stderr
+    assert "lstm9" in out and "gru" in out and "c3d" in out
