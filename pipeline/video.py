@@ -118,20 +118,36 @@ def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = 30, crf: int = 18):
-    """Encode RGB uint8 frames as H.264 mp4 (single-threaded, so the bytes are reproducible)."""
+    """Encode RGB uint8 frames (even width and height) as H.264 mp4, reproducibly.
+
+    x264 runs single-threaded without lookahead or macroblock-tree rate control: with them,
+    the first frames' bytes were seen to change from run to run.
+    """
     import av
 
     path = Path(path)
     with av.open(str(path), mode="w") as container:
         stream = None
-        for frame in frames:
+        for index, frame in enumerate(frames):
+            height, width = frame.shape[:2]
             if stream is None:
+                if width % 2 or height % 2:
+                    raise ValueError(
+                        f"{path}: H.264 4:2:0 needs even frame sizes, got {width}x{height}"
+                    )
                 stream = container.add_stream("libx264", rate=fps)
-                stream.width, stream.height = frame.shape[1], frame.shape[0]
+                stream.width, stream.height = width, height
                 stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
+                stream.options = {
+                    "crf": str(crf),
+                    "preset": "veryfast",
+                    "threads": "1",
+                    "x264-params": "rc-lookahead=0:mbtree=0",
+                }
                 stream.thread_count = 1
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            picture.pts = index
+            for packet in stream.encode(picture):
                 container.mux(packet)
         if stream is None:
             raise ValueError(f"{path}: no frames to write")
