@@ -1,16 +1,29 @@
 """The `detect_faces` stage: MTCNN face boxes and 5-point landmarks for every frame.
 
-For each video of one shard, frames are decoded in a stream and detected in batches with
-facenet-pytorch's MTCNN (weights ship inside the wheel). The largest face of each frame is
-kept; frames without a face are marked invalid, never dropped, so frame indices stay exact.
+For each video of one shard, frames are decoded in a stream and facenet-pytorch's MTCNN
+(weights ship inside the wheel) runs on every `detect_every`-th frame (and the last):
+
+- a full search on a copy downscaled to `detect_width` pixels at the first frame, whenever
+  the face is lost, and at least every `full_every` frames;
+- otherwise a search in a small region around the previous face, rescaled so that the face
+  is about 64 pixels wide (a few pyramid levels instead of a dozen).
+
+Boxes are mapped back to source pixels. Between two detections that agree (same face, moved
+and rescaled by less than `max_motion` of its size) boxes and landmarks are interpolated;
+otherwise every frame in between is detected too, so fast motion, a lost face or a cut gets
+full detection. When several faces appear, the one
+that continues the previous detection (IoU > 0.3) is kept, else the largest. Frames without a
+face are marked invalid, never dropped, so frame indices stay exact. Memory is bounded by
+`detect_every` downscaled frames, whatever the video's length.
 
 Output `faces/shard-{k}.h5`, one group per video:
 
     boxes      (T, 4) float32   x1, y1, x2, y2 in source pixels (NaN where no face)
     scores     (T,)   float32   detector confidence (0 where no face)
     landmarks  (T, 5, 2) float32  eyes, nose, mouth corners (NaN where no face)
-    valid      (T,)   bool      a face was found in that frame
-    n_faces    (T,)   uint8     how many faces the detector saw
+    valid      (T,)   bool      a face was found (detected or interpolated) in that frame
+    detected   (T,)   bool      the detector ran on that frame (else interpolated)
+    n_faces    (T,)   uint8     how many faces the detector saw (0 on interpolated frames)
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,78 +46,264 @@ from pipeline.common import (
     shard_of,
 )
 from pipeline.store import shard_writer
-from pipeline.video import batched, iter_frames
+from pipeline.video import LazyFrame, iter_lazy
 
 log = logging.getLogger(__name__)
+
+ROI_FACE = 64  # face width, in pixels, that a search near the previous face rescales to
+ROI_MARGIN = 1.2  # half-side of that search region, in face widths
 
 DEFAULTS = {
     "detector": "mtcnn",
     "min_face_size": 40,
     "thresholds": [0.6, 0.7, 0.7],
-    "batch_size": 16,
     "min_confidence": 0.9,
+    "detect_width": 320,
+    "detect_every": 10,
+    "full_every": 90,
+    "max_motion": 0.15,
     "device": "auto",
 }
 
 
-def build_detector(params: dict):
-    """facenet-pytorch MTCNN from the config's `face` section (packaged weights, no download)."""
-    from facenet_pytorch import MTCNN
+@dataclass
+class Face:
+    """One detected face in source pixels."""
 
-    p = {**DEFAULTS, **params}
-    if p["detector"] != "mtcnn":
-        raise ValueError(f"unknown face detector {p['detector']!r}; known: mtcnn")
-    return MTCNN(
-        keep_all=True,
-        min_face_size=p["min_face_size"],
-        thresholds=p["thresholds"],
-        device=resolve_device(p["device"]),
-    )
+    box: np.ndarray  # (4,) x1, y1, x2, y2
+    score: float
+    landmarks: np.ndarray  # (5, 2)
+    n_faces: int
 
+    @property
+    def size(self) -> float:
+        return float(np.sqrt((self.box[2] - self.box[0]) * (self.box[3] - self.box[1])))
 
-def largest_face(boxes, scores, landmarks, min_confidence: float):
-    """Pick the largest confident face of one frame: (box (4,), score, landmarks (5, 2), n) or None."""
-    if boxes is None:
-        return None
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
-    landmarks = np.asarray(landmarks, dtype=np.float32).reshape(-1, 5, 2)
-    keep = scores >= min_confidence
-    if not keep.any():
-        return None
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    area[~keep] = -1
-    i = int(np.argmax(area))
-    return boxes[i], float(scores[i]), landmarks[i], int(keep.sum())
+    @property
+    def center(self) -> np.ndarray:
+        return (self.box[:2] + self.box[2:]) / 2
 
 
-def detect_video(detector, path: str, n_frames: int, params: dict) -> dict[str, np.ndarray]:
-    """Detect the largest face in every frame of one video; arrays as in the module docstring."""
-    p = {**DEFAULTS, **params}
-    boxes = np.full((n_frames, 4), np.nan, np.float32)
-    scores = np.zeros(n_frames, np.float32)
-    landmarks = np.full((n_frames, 5, 2), np.nan, np.float32)
-    n_faces = np.zeros(n_frames, np.uint8)
-    t = 0
-    for batch in batched(iter_frames(path), p["batch_size"]):
-        if t + len(batch) > n_frames:
-            raise VideoError(f"{path}: decodes to more frames than probed ({n_frames})")
-        b, s, lm = detector.detect(np.stack(batch), landmarks=True)
-        for j in range(len(batch)):
-            face = largest_face(b[j], s[j], lm[j], p["min_confidence"])
+class Detector:
+    """MTCNN on downscaled frames; results in source-frame pixels.
+
+    Args:
+        params: the config's `face` section (see DEFAULTS).
+    """
+
+    def __init__(self, params: dict):
+        p = {**DEFAULTS, **params}
+        if p["detector"] != "mtcnn":
+            raise ValueError(f"unknown face detector {p['detector']!r}; known: mtcnn")
+        self.p = p
+        self.device = resolve_device(p["device"])
+        self._nets: dict[int, object] = {}
+
+    def _net(self, min_face: int):
+        """One MTCNN per smallest-face size (it depends on each video's downscale factor)."""
+        if min_face not in self._nets:
+            from facenet_pytorch import MTCNN
+
+            self._nets[min_face] = MTCNN(
+                keep_all=True,
+                min_face_size=min_face,
+                thresholds=self.p["thresholds"],
+                device=self.device,
+            )
+        return self._nets[min_face]
+
+    def scale_for(self, width: int) -> float:
+        target = int(self.p["detect_width"])
+        return target / width if 0 < target < width else 1.0
+
+    @staticmethod
+    def shrink(frame: np.ndarray, scale: float) -> np.ndarray:
+        import cv2
+
+        if scale == 1.0:
+            return frame
+        size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+    def _pick(self, boxes, scores, landmarks, previous: Face | None) -> Face | None:
+        """Of the confident faces, the one continuing `previous` (IoU > 0.3), else the largest."""
+        if boxes is None:
+            return None
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        landmarks = np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
+        keep = np.flatnonzero(scores >= self.p["min_confidence"])
+        if not len(keep):
+            return None
+        area = (boxes[keep, 2] - boxes[keep, 0]) * (boxes[keep, 3] - boxes[keep, 1])
+        pick = keep[int(np.argmax(area))]
+        if previous is not None:
+            overlaps = iou(previous.box, boxes[keep])
+            if overlaps.max() > 0.3:
+                pick = keep[int(np.argmax(overlaps))]
+        return Face(boxes[pick], float(scores[pick]), landmarks[pick], len(keep))
+
+    def detect_full(self, frame: np.ndarray, previous: Face | None = None) -> Face | None:
+        """Search the whole RGB frame (H, W, 3), downscaled to `detect_width`."""
+        scale = self.scale_for(frame.shape[1])
+        net = self._net(max(12, round(self.p["min_face_size"] * scale)))
+        boxes, scores, landmarks = net.detect(self.shrink(frame, scale), landmarks=True)
+        if boxes is not None:
+            boxes = np.asarray(boxes, np.float32) / scale
+            landmarks = np.asarray(landmarks, np.float32) / scale
+        return self._pick(boxes, scores, landmarks, previous)
+
+    def detect_near(self, frame: np.ndarray, previous: Face) -> Face | None:
+        """Search a region around `previous`, rescaled so the face is about ROI_FACE pixels."""
+        import cv2
+
+        size = previous.size
+        cx, cy = previous.center
+        half = ROI_MARGIN * size
+        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+        x1, y1 = min(frame.shape[1], int(cx + half)), min(frame.shape[0], int(cy + half))
+        if x1 - x0 < 12 or y1 - y0 < 12:
+            return None
+        scale = ROI_FACE / size
+        crop = cv2.resize(
+            frame[y0:y1, x0:x1],
+            (max(12, round((x1 - x0) * scale)), max(12, round((y1 - y0) * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        boxes, scores, landmarks = self._net(ROI_FACE // 2).detect(crop, landmarks=True)
+        if boxes is not None:
+            offset = np.array([x0, y0], np.float32)
+            boxes = np.asarray(boxes, np.float32) / scale + np.tile(offset, 2)
+            landmarks = np.asarray(landmarks, np.float32) / scale + offset
+        return self._pick(boxes, scores, landmarks, previous)
+
+    def detect(self, frame: np.ndarray, previous: Face | None, full: bool = False) -> Face | None:
+        """Near `previous` when there is one (and `full` is not asked), falling back to a full search."""
+        if previous is not None and not full:
+            face = self.detect_near(frame, previous)
             if face is not None:
-                boxes[t + j], scores[t + j], landmarks[t + j], n_faces[t + j] = face
-        t += len(batch)
-    valid = scores > 0
-    if t != n_frames:
-        log.warning("%s: %d frames decoded, %d probed; keeping %d", path, t, n_frames, t)
-    return {
-        "boxes": boxes[:t],
-        "scores": scores[:t],
-        "landmarks": landmarks[:t],
-        "valid": valid[:t],
-        "n_faces": n_faces[:t],
-    }
+                return face
+        return self.detect_full(frame, previous)
+
+    def agree(self, a: Face | None, b: Face | None) -> bool:
+        """Two detections close enough to interpolate between."""
+        if a is None or b is None:
+            return False
+        size = (a.size + b.size) / 2
+        moved = np.linalg.norm(a.center - b.center) / size
+        rescaled = abs(np.log(a.size / b.size))
+        return moved <= self.p["max_motion"] and rescaled <= np.log1p(self.p["max_motion"])
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one (4,) box with (N, 4) boxes."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-6)
+
+
+class Track:
+    """Per-frame arrays of one video, filled as frames are detected or interpolated."""
+
+    def __init__(self, n: int):
+        self.boxes = np.full((n, 4), np.nan, np.float32)
+        self.scores = np.zeros(n, np.float32)
+        self.landmarks = np.full((n, 5, 2), np.nan, np.float32)
+        self.detected = np.zeros(n, bool)
+        self.n_faces = np.zeros(n, np.uint8)
+
+    def grow(self, n: int) -> None:
+        """Make room for n frames (when a video decodes to more frames than probed)."""
+        if n > len(self.scores):
+            extra = max(n, 2 * len(self.scores)) - len(self.scores)
+            self.boxes = np.concatenate([self.boxes, np.full((extra, 4), np.nan, np.float32)])
+            self.scores = np.concatenate([self.scores, np.zeros(extra, np.float32)])
+            self.landmarks = np.concatenate(
+                [self.landmarks, np.full((extra, 5, 2), np.nan, np.float32)]
+            )
+            self.detected = np.concatenate([self.detected, np.zeros(extra, bool)])
+            self.n_faces = np.concatenate([self.n_faces, np.zeros(extra, np.uint8)])
+
+    def put(self, t: int, face: Face | None) -> None:
+        self.detected[t] = True
+        if face is not None:
+            self.boxes[t], self.scores[t], self.landmarks[t] = face.box, face.score, face.landmarks
+            self.n_faces[t] = min(face.n_faces, 255)
+
+    def interpolate(self, t0: int, a: Face, t1: int, b: Face) -> None:
+        """Linear interpolation of boxes and landmarks for frames t0 < t < t1."""
+        for t in range(t0 + 1, t1):
+            w = (t - t0) / (t1 - t0)
+            self.boxes[t] = (1 - w) * a.box + w * b.box
+            self.landmarks[t] = (1 - w) * a.landmarks + w * b.landmarks
+            self.scores[t] = min(a.score, b.score)
+
+    def arrays(self, n: int) -> dict[str, np.ndarray]:
+        return {
+            "boxes": self.boxes[:n],
+            "scores": self.scores[:n],
+            "landmarks": self.landmarks[:n],
+            "valid": self.scores[:n] > 0,
+            "detected": self.detected[:n],
+            "n_faces": self.n_faces[:n],
+        }
+
+
+def detect_video(
+    detector: Detector, path: str, n_frames: int | None = None
+) -> dict[str, np.ndarray]:
+    """Detect (or interpolate) the subject's face in every frame of one video.
+
+    `n_frames` (from probing) only sizes the arrays; the video's end is found by decoding.
+    Returns the arrays of the module docstring, one row per decoded frame.
+    """
+    every = max(1, int(detector.p["detect_every"]))
+    full_every = max(every, int(detector.p["full_every"]))
+    track = Track(max(n_frames or 0, 1))
+    pending: list[tuple[int, LazyFrame]] = []  # frames since the last detection (< every)
+    last: tuple[int, Face | None] | None = None
+    last_full = -full_every
+
+    def key(t: int, frame: LazyFrame) -> None:
+        nonlocal last, last_full, pending
+        previous = last[1] if last else None
+        full = t - last_full >= full_every
+        face = detector.detect(frame.rgb(), previous, full=full)
+        if full or previous is None:
+            last_full = t
+        track.put(t, face)
+        if last is not None and pending:
+            t0, f0 = last
+            if detector.agree(f0, face):
+                track.interpolate(t0, f0, t, face)
+            else:  # motion, a lost face or a cut: detect every frame in between
+                guide = f0
+                for tp, fp in pending:
+                    guide = detector.detect(fp.rgb(), guide or face)
+                    track.put(tp, guide)
+        pending = []
+        last = (t, face)
+
+    t = -1
+    for t, frame in enumerate(iter_lazy(path)):
+        track.grow(t + 1)
+        if t % every == 0:
+            key(t, frame)
+        else:
+            pending.append((t, frame))
+    if t < 0:
+        raise VideoError(f"{path}: no frames decoded")
+    if pending:  # the last frame is always detected
+        tl, fl = pending.pop()
+        key(tl, fl)
+    n = t + 1
+    if n_frames is not None and n != n_frames:
+        log.warning("%s: %d frames decoded, %d probed; keeping %d", path, n, n_frames, n)
+    return track.arrays(n)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -125,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = {**DEFAULTS, **parse_params(args.params)}
     videos = read_csv(args.videos)
     mine = videos[[shard_of(v, args.shards) == args.shard for v in videos.video_id]]
-    detector = build_detector(params)
+    detector = Detector(params)
     n_frames = n_valid = 0
     with shard_writer(args.out, shard=args.shard, shards=args.shards, params=params) as (
         f,
@@ -133,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ):
         for rec in mine.sort_values("video_id").to_dict("records"):
             try:
-                arrays = detect_video(detector, rec["path"], int(rec["n_frames"]), params)
+                arrays = detect_video(detector, rec["path"], int(rec["n_frames"]))
                 if not arrays["valid"].any():
                     raise VideoError(
                         f"{rec['path']}: no face found in any of {len(arrays['valid'])} frames"

@@ -87,12 +87,31 @@ def probe(path: str | Path, folder_fps: float = 30.0) -> VideoInfo:
     return VideoInfo(fps, n, width, height)
 
 
-def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Yield the frames of a video file or frame folder as RGB uint8 (H, W, 3) arrays."""
+class LazyFrame:
+    """A decoded frame whose RGB array is made only when asked for (`rgb()`)."""
+
+    __slots__ = ("_source", "_rgb")
+
+    def __init__(self, source):
+        self._source = source  # an av.VideoFrame or an image Path
+        self._rgb: np.ndarray | None = None
+
+    def rgb(self) -> np.ndarray:
+        """RGB uint8 (H, W, 3)."""
+        if self._rgb is None:
+            if isinstance(self._source, Path):
+                self._rgb = _read_image(self._source)
+            else:
+                self._rgb = self._source.to_ndarray(format="rgb24")
+        return self._rgb
+
+
+def iter_lazy(path: str | Path) -> Iterator[LazyFrame]:
+    """Yield the frames of a video file or frame folder without converting them to RGB yet."""
     path = Path(path)
     if path.is_dir():
         for file in frame_files(path):
-            yield _read_image(file)
+            yield LazyFrame(file)
         return
     import av
 
@@ -100,9 +119,15 @@ def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield LazyFrame(frame)
     except Exception as err:
         raise VideoError(f"{path}: decoding failed ({type(err).__name__}: {err})") from None
+
+
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Yield the frames of a video file or frame folder as RGB uint8 (H, W, 3) arrays."""
+    for frame in iter_lazy(path):
+        yield frame.rgb()
 
 
 def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from pipeline.datasets import demo
+from pipeline.faces import Detector, Face, detect_video, iou
+from pipeline.video import write_video
+
+PER_FRAME = {"detect_every": 1, "full_every": 1, "detect_width": 0}
+
+
+def frames(subject: int, n: int, seed: int = 3) -> list[np.ndarray]:
+    identity = demo.make_identity(subject, np.random.default_rng([0, subject]))
+    return list(
+        demo.render_video(
+            demo.load_portrait(identity.portrait),
+            np.array(demo.PORTRAIT_LANDMARKS[identity.portrait]),
+            identity,
+            "happiness",
+            n,
+            (320, 240),
+            np.random.default_rng(seed),
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector({"detect_every": 5, "min_face_size": 30})
+
+
+def face_size(boxes):
+    return np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+
+
+def test_strided_detection_matches_per_frame_detection(tmp_path, detector):
+    path = tmp_path / "v.mp4"
+    write_video(path, frames(2, 25))
+    fast = detect_video(detector, str(path), 25)
+    slow = detect_video(Detector({**PER_FRAME, "min_face_size": 30}), str(path), 25)
+    assert fast["valid"].all() and slow["valid"].all()
+    assert np.flatnonzero(fast["detected"]).tolist() == [0, 5, 10, 15, 20, 24]
+    error = np.abs(fast["landmarks"] - slow["landmarks"]).mean(axis=(1, 2)) / face_size(
+        slow["boxes"]
+    )
+    assert error.max() < 0.03
+
+
+def test_a_cut_gets_every_frame_between_detections_detected(tmp_path, detector):
+    canvas = np.zeros((20, 240, 480, 3), np.uint8)
+    video = frames(1, 20)
+    for t in range(20):
+        x = 0 if t < 12 else 160  # the face jumps 160 px at frame 12
+        canvas[t, :, x : x + 320] = video[t]
+    path = tmp_path / "cut.mp4"
+    write_video(path, canvas)
+    out = detect_video(detector, str(path), 20)
+    assert out["valid"].all()
+    assert out["detected"][10:15].all()  # the keyframes 10 and 15 disagree
+    centers = (out["boxes"][:, 0] + out["boxes"][:, 2]) / 2
+    assert np.ptp(centers[:12]) < 40 and np.ptp(centers[12:]) < 40
+    assert centers[12:].mean() - centers[:12].mean() == pytest.approx(160, abs=20)
+
+
+def test_frames_without_a_face_are_invalid_not_dropped(tmp_path, detector):
+    video = np.stack(frames(0, 20))
+    video[8:14] = 0  # the face is gone for six frames
+    path = tmp_path / "gap.mp4"
+    write_video(path, video)
+    out = detect_video(detector, str(path), 20)
+    assert len(out["valid"]) == 20
+    assert not out["valid"][8:14].any()
+    assert out["valid"][:8].all() and out["valid"][14:].all()
+    assert np.isnan(out["boxes"][8:14]).all() and (out["scores"][8:14] == 0).all()
+
+
+def test_video_longer_than_probed_keeps_every_decoded_frame(tmp_path, detector):
+    path = tmp_path / "v.mp4"
+    write_video(path, frames(3, 12))
+    out = detect_video(detector, str(path), 5)
+    assert len(out["valid"]) == 12 and out["valid"].all()
+
+
+def test_agreement_and_iou():
+    d = Detector({"max_motion": 0.15})
+    a = Face(np.array([0, 0, 100, 100], np.float32), 0.99, np.zeros((5, 2), np.float32), 1)
+    moved = Face(a.box + np.float32(10), 0.99, a.landmarks, 1)
+    far = Face(a.box + np.float32(40), 0.99, a.landmarks, 1)
+    assert d.agree(a, moved) and not d.agree(a, far) and not d.agree(a, None)
+    assert iou(
+        a.box, np.array([[0, 0, 100, 100], [50, 0, 150, 100]], np.float32)
+    ).tolist() == pytest.approx([1.0, 1 / 3])
