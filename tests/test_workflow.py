@@ -139,3 +139,15 @@ def test_unknown_model_fails_before_any_job_with_the_known_names(run):
     assert dry.returncode != 0
     out = dry.stdout + dry.stderr
     assert "lstm9" in out and "gru" in out and "c3d" in out
+
+
+def test_a_dataset_layout_adds_the_adapter_rule(tmp_path, request):
+    root = Path(request.config.rootpath)
+    (tmp_path / "CK+" / "cohn-kanade-images").mkdir(parents=True)
+    (tmp_path / "CK+" / "Emotion").mkdir()
+    config = {**TINY, "dataset": {"format": "ckplus", "root": str(tmp_path / "CK+")}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(tmp_path, root, "results/report.html", "-n")
+    assert dry.returncode == 0, dry.stderr
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert counts["adapt_dataset"] == 1 and "demo_data" not in counts

@@ -23,11 +23,18 @@ SHARDS = list(range(config["shards"]))
 FOLDS = list(range(config["cv"]["k"]))
 DEMO_DIR = "data/demo"
 
-if config["dataset"]["sheet"] != f"{DEMO_DIR}/sheet.csv" and not os.path.isfile(
-    config["dataset"]["sheet"]
+DATASET = config["dataset"]
+if DATASET["format"] != "sheet":
+    if not DATASET["root"] or not os.path.isdir(DATASET["root"]):
+        raise WorkflowError(
+            f"dataset.format is {DATASET['format']!r}: set dataset.root to the dataset's folder "
+            f"(now {DATASET['root']!r})"
+        )
+elif DATASET["sheet"] != f"{DEMO_DIR}/sheet.csv" and not os.path.isfile(
+    DATASET["sheet"]
 ):
     raise WorkflowError(
-        f"dataset.sheet: {config['dataset']['sheet']!r} does not exist (relative paths start "
+        f"dataset.sheet: {DATASET['sheet']!r} does not exist (relative paths start "
         f"in {os.getcwd()!r}); give the path of your CSV sheet (columns path, subject, label), "
         f"or {DEMO_DIR}/sheet.csv for the generated demo"
     )
@@ -46,6 +53,17 @@ def section(*keys):
     for key in keys:
         value = value[key]
     return json.dumps(value, sort_keys=True)
+
+
+def get_sheet():
+    """The label sheet: the user's, or the one an adapter builds from dataset.root."""
+    if DATASET["format"] == "sheet":
+        return DATASET["sheet"]
+    return "results/dataset/sheet.csv"
+
+
+def get_dataset_root():
+    return [DATASET["root"]] if DATASET["format"] != "sheet" else []
 
 
 def get_backbone_params(wildcards):

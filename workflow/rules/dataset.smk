@@ -1,6 +1,20 @@
+rule adapt_dataset:
+    input:
+        root=get_dataset_root(),
+    output:
+        sheet="results/dataset/sheet.csv",
+    log:
+        "logs/adapt_dataset.log",
+    params:
+        format=config["dataset"]["format"],
+    shell:
+        "{PY} -m pipeline.datasets.adapters --format {params.format} --root {input.root:q} "
+        "--out {output.sheet:q} > {log:q} 2>&1"
+
+
 rule dataset:
     input:
-        sheet=config["dataset"]["sheet"],
+        sheet=get_sheet(),
     output:
         videos="results/dataset/videos.csv",
         skipped="results/qc/dataset_skipped.csv",
