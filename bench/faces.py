@@ -35,18 +35,7 @@ SIZE = (640, 480)
 
 
 def render(subject: int, emotion: str, n: int) -> list[np.ndarray]:
-    identity = demo.make_identity(subject, np.random.default_rng([0, subject]))
-    return list(
-        demo.render_video(
-            demo.load_portrait(identity.portrait),
-            np.array(demo.PORTRAIT_LANDMARKS[identity.portrait]),
-            identity,
-            emotion,
-            n,
-            SIZE,
-            np.random.default_rng([subject, n]),
-        )
-    )
+    return demo.render_subject(subject, emotion, n, SIZE, np.random.default_rng([subject, n]))
 
 
 def face_stage(path: str, detector=None) -> tuple[int, int]:

@@ -5,17 +5,7 @@ from pipeline.datasets import demo
 
 
 def apex_frame(emotion, subject=1, seed=7):
-    identity = demo.make_identity(subject, np.random.default_rng([0, subject]))
-    frames = demo.render_video(
-        demo.load_portrait(identity.portrait),
-        np.array(demo.PORTRAIT_LANDMARKS[identity.portrait]),
-        identity,
-        emotion,
-        12,
-        (160, 120),
-        np.random.default_rng(seed),
-    )
-    return list(frames)
+    return demo.render_subject(subject, emotion, 12, (160, 120), np.random.default_rng(seed))
 
 
 def test_same_seed_same_frames():

@@ -9,18 +9,7 @@ PER_FRAME = {"detect_every": 1, "full_every": 1, "detect_width": 0}
 
 
 def frames(subject: int, n: int, seed: int = 3) -> list[np.ndarray]:
-    identity = demo.make_identity(subject, np.random.default_rng([0, subject]))
-    return list(
-        demo.render_video(
-            demo.load_portrait(identity.portrait),
-            np.array(demo.PORTRAIT_LANDMARKS[identity.portrait]),
-            identity,
-            "happiness",
-            n,
-            (320, 240),
-            np.random.default_rng(seed),
-        )
-    )
+    return demo.render_subject(subject, "happiness", n, (320, 240), np.random.default_rng(seed))
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,11 @@ from pipeline.datasets import demo
 from pipeline.video import iter_frames, probe, write_video
 
 RENDER = """
-import hashlib, sys
+import sys
 import numpy as np
 from pipeline.datasets import demo
 from pipeline.video import write_video
-identity = demo.make_identity(0, np.random.default_rng([0, 0]))
-frames = list(demo.render_video(demo.load_portrait(identity.portrait),
-    np.array(demo.PORTRAIT_LANDMARKS[identity.portrait]), identity, "anger", 40, (320, 240),
-    np.random.default_rng(5)))
+frames = demo.render_subject(0, "anger", 40, (320, 240), np.random.default_rng(5))
 write_video(sys.argv[1], frames, fps=30)
 """
 

@@ -315,25 +315,30 @@ def render_video(
         yield np.clip(frame, 0, 255).astype(np.uint8)
 
 
+def render_subject(
+    subject: int,
+    emotion: str,
+    n_frames: int,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """The frames of synthetic subject number `subject` (identity drawn from `seed`) showing `emotion`."""
+    identity = make_identity(subject, np.random.default_rng([seed, subject]))
+    portrait = load_portrait(identity.portrait)
+    landmarks = np.array(PORTRAIT_LANDMARKS[identity.portrait])
+    return list(render_video(portrait, landmarks, identity, emotion, n_frames, size, rng))
+
+
 def write_subject(out_dir: Path, p: dict, s: int) -> list[dict]:
     """Render and encode all videos of subject number `s`; return their sheet rows."""
-    identity = make_identity(s, np.random.default_rng([p["seed"], s]))
-    portrait = load_portrait(identity.portrait)
     subject = f"s{s + 1:02d}"
     rows = []
     for e, emotion in enumerate(EMOTIONS):
         for r in range(p["repetitions"]):
             rng = np.random.default_rng([p["seed"], s, e, r, 1])
             n = int(rng.integers(p["min_frames"], p["max_frames"] + 1))
-            frames = render_video(
-                portrait,
-                np.array(PORTRAIT_LANDMARKS[identity.portrait]),
-                identity,
-                emotion,
-                n,
-                (p["width"], p["height"]),
-                rng,
-            )
+            frames = render_subject(s, emotion, n, (p["width"], p["height"]), rng, seed=p["seed"])
             name = f"videos/{subject}_{emotion}_{r + 1}.mp4"
             tmp = out_dir / f"{name}.tmp.mp4"
             write_video(tmp, frames, fps=p["fps"])
