@@ -13,7 +13,9 @@ and rescaled by less than `max_motion` of its size) boxes and landmarks are inte
 otherwise every frame in between is detected too, so fast motion, a lost face or a cut gets
 full detection. When several faces appear, the one
 that continues the previous detection (IoU > 0.3) is kept, else the largest. Frames without a
-face are marked invalid, never dropped, so frame indices stay exact. Memory is bounded by
+face are marked invalid, never dropped, so frame indices stay exact. Videos that are already
+face crops (`detector: none`, or frames of at most 160 pixels where no face is found, as in
+48×48 FER datasets) get the whole frame as the face (group attr `cropped`). Memory is bounded by
 `detect_every` downscaled frames, whatever the video's length.
 
 Output `faces/shard-{k}.h5`, one group per video:
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 ROI_FACE = 64  # face width, in pixels, that a search near the previous face rescales to
 ROI_MARGIN = 1.2  # half-side of that search region, in face widths
+CROPPED_MAX = 160  # a video of frames this small where no face is found is taken as face crops
 
 DEFAULTS = {
     "detector": "mtcnn",
@@ -93,8 +96,8 @@ class Detector:
 
     def __init__(self, params: dict):
         p = {**DEFAULTS, **params}
-        if p["detector"] != "mtcnn":
-            raise ValueError(f"unknown face detector {p['detector']!r}; known: mtcnn")
+        if p["detector"] not in ("mtcnn", "none"):
+            raise ValueError(f"unknown face detector {p['detector']!r}; known: mtcnn, none")
         self.p = p
         self.device = resolve_device(p["device"])
         self._nets: dict[int, object] = {}
@@ -261,6 +264,8 @@ def detect_video(
     `n_frames` (from probing) only sizes the arrays; the video's end is found by decoding.
     Returns the arrays of the module docstring, one row per decoded frame.
     """
+    if detector.p["detector"] == "none":
+        return cropped(path)
     every = max(1, int(detector.p["detect_every"]))
     full_every = max(every, int(detector.p["full_every"]))
     track = Track(max(n_frames or 0, 1))
@@ -289,8 +294,10 @@ def detect_video(
         last = (t, face)
 
     t = -1
+    shape = None
     for t, frame in enumerate(iter_lazy(path)):
         track.grow(t + 1)
+        shape = shape or frame.rgb().shape[:2]  # frame 0 is always detected: no extra cost
         if t % every == 0:
             key(t, frame)
         else:
@@ -303,7 +310,43 @@ def detect_video(
     n = t + 1
     if n_frames is not None and n != n_frames:
         log.warning("%s: %d frames decoded, %d probed; keeping %d", path, n, n_frames, n)
-    return track.arrays(n)
+    arrays = track.arrays(n)
+    if not arrays["valid"].any() and max(shape) <= CROPPED_MAX:
+        log.warning(
+            "%s: no face found in %d frames of at most %d pixels: taken as face crops",
+            path,
+            n,
+            CROPPED_MAX,
+        )
+        return cropped(path)
+    return arrays
+
+
+def cropped(path: str) -> dict[str, np.ndarray]:
+    """Arrays for a video whose frames are already face crops (e.g. 48×48 FER frames).
+
+    The face is the whole frame, its landmarks the canonical template scaled to the frame,
+    so alignment reduces to a resize. `detected` is false and the group gets attr `cropped`.
+    """
+    from pipeline.frontalize import TEMPLATE_112
+
+    n, shape = 0, None
+    for frame in iter_lazy(path):
+        n += 1
+        shape = shape or frame.rgb().shape[:2]
+    if shape is None:
+        raise VideoError(f"{path}: no frames decoded")
+    height, width = shape
+    landmarks = (TEMPLATE_112 / 112.0 * [width, height]).astype(np.float32)
+    return {
+        "boxes": np.tile(np.array([0, 0, width, height], np.float32), (n, 1)),
+        "scores": np.ones(n, np.float32),
+        "landmarks": np.tile(landmarks, (n, 1, 1)),
+        "valid": np.ones(n, bool),
+        "detected": np.zeros(n, bool),
+        "n_faces": np.ones(n, np.uint8),
+        "cropped": True,
+    }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -345,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 skipped[rec["video_id"]] = str(err)
                 continue
             group = f.create_group(rec["video_id"])
+            group.attrs["cropped"] = bool(arrays.pop("cropped", False))
             for name, array in arrays.items():
                 group.create_dataset(name, data=array)
             group.attrs["fps"] = float(rec["fps"])

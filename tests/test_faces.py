@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline.datasets import demo
 from pipeline.faces import Detector, Face, detect_video, iou
+from pipeline.frontalize import TEMPLATE_112
 from pipeline.video import write_video
 
 PER_FRAME = {"detect_every": 1, "full_every": 1, "detect_width": 0}
@@ -78,3 +80,30 @@ def test_agreement_and_iou():
     assert iou(
         a.box, np.array([[0, 0, 100, 100], [50, 0, 150, 100]], np.float32)
     ).tolist() == pytest.approx([1.0, 1 / 3])
+
+
+def test_face_crops_are_used_whole(tmp_path):
+    grey = np.repeat(
+        np.stack(frames(0, 6))[:, 60:180, 100:220].mean(-1, keepdims=True), 3, -1
+    ).astype(np.uint8)
+    small = np.stack([np.asarray(Image.fromarray(f).resize((48, 48))) for f in grey])
+    path = tmp_path / "crop.mp4"
+    write_video(path, small)
+    configured = detect_video(Detector({"detector": "none"}), str(path), 6)
+    assert configured["cropped"] and configured["valid"].all() and not configured["detected"].any()
+    np.testing.assert_allclose(configured["landmarks"][0, 0], TEMPLATE_112[0] * 48 / 112, rtol=1e-5)
+    assert configured["boxes"][0].tolist() == [0, 0, 48, 48]
+
+
+def test_small_frames_without_a_face_are_taken_as_crops(tmp_path, detector):
+    path = tmp_path / "noise.mp4"
+    write_video(path, np.random.default_rng(0).integers(0, 255, (5, 48, 48, 3), dtype=np.uint8))
+    out = detect_video(detector, str(path), 5)
+    assert out.get("cropped") and out["valid"].all()
+
+
+def test_large_frames_without_a_face_stay_invalid(tmp_path, detector):
+    path = tmp_path / "dark.mp4"
+    write_video(path, np.zeros((5, 240, 320, 3), np.uint8))
+    out = detect_video(detector, str(path), 5)
+    assert "cropped" not in out and not out["valid"].any()
