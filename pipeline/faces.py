@@ -26,6 +26,8 @@ Output `faces/shard-{k}.h5`, one group per video:
     valid      (T,)   bool      a face was found (detected or interpolated) in that frame
     detected   (T,)   bool      the detector ran on that frame (else interpolated)
     n_faces    (T,)   uint8     how many faces the detector saw (0 on interpolated frames)
+    time       (T,)   float64   presentation time of each frame, seconds (index / fps for
+                                image folders)
 """
 
 from __future__ import annotations
@@ -257,15 +259,18 @@ class Track:
 
 
 def detect_video(
-    detector: Detector, path: str, n_frames: int | None = None
+    detector: Detector, path: str, n_frames: int | None = None, fps: float = 30.0
 ) -> dict[str, np.ndarray]:
     """Detect (or interpolate) the subject's face in every frame of one video.
 
     `n_frames` (from probing) only sizes the arrays; the video's end is found by decoding.
+    `fps` times the frames of image folders, which carry no timestamps.
     Returns the arrays of the module docstring, one row per decoded frame.
     """
     if detector.p["detector"] == "none":
-        return cropped(path)
+        arrays = cropped(path)
+        arrays["time"] = np.arange(len(arrays["valid"])) / fps
+        return arrays
     every = max(1, int(detector.p["detect_every"]))
     full_every = max(every, int(detector.p["full_every"]))
     track = Track(max(n_frames or 0, 1))
@@ -295,8 +300,10 @@ def detect_video(
 
     t = -1
     shape = None
+    times: list[float] = []
     for t, frame in enumerate(iter_lazy(path)):
         track.grow(t + 1)
+        times.append(t / fps if frame.time is None else frame.time)
         shape = shape or frame.rgb().shape[:2]  # frame 0 is always detected: no extra cost
         if t % every == 0:
             key(t, frame)
@@ -318,7 +325,8 @@ def detect_video(
             n,
             CROPPED_MAX,
         )
-        return cropped(path)
+        arrays = cropped(path)
+    arrays["time"] = np.asarray(times, np.float64)
     return arrays
 
 
@@ -376,7 +384,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ):
         for rec in mine.sort_values("video_id").to_dict("records"):
             try:
-                arrays = detect_video(detector, rec["path"], int(rec["n_frames"]))
+                arrays = detect_video(
+                    detector, rec["path"], int(rec["n_frames"]), float(rec["fps"])
+                )
                 if not arrays["valid"].any():
                     raise VideoError(
                         f"{rec['path']}: no face found in any of {len(arrays['valid'])} frames"

@@ -90,11 +90,12 @@ def probe(path: str | Path, folder_fps: float = 30.0) -> VideoInfo:
 class LazyFrame:
     """A decoded frame whose RGB array is made only when asked for (`rgb()`)."""
 
-    __slots__ = ("_source", "_rgb")
+    __slots__ = ("_source", "_rgb", "time")
 
-    def __init__(self, source):
+    def __init__(self, source, time: float | None = None):
         self._source = source  # an av.VideoFrame or an image Path
         self._rgb: np.ndarray | None = None
+        self.time = time  # presentation time in seconds (None for image files)
 
     def rgb(self) -> np.ndarray:
         """RGB uint8 (H, W, 3)."""
@@ -119,7 +120,7 @@ def iter_lazy(path: str | Path) -> Iterator[LazyFrame]:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             for frame in container.decode(stream):
-                yield LazyFrame(frame)
+                yield LazyFrame(frame, frame.time)
     except Exception as err:
         raise VideoError(f"{path}: decoding failed ({type(err).__name__}: {err})") from None
 

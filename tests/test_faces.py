@@ -107,3 +107,10 @@ def test_large_frames_without_a_face_stay_invalid(tmp_path, detector):
     write_video(path, np.zeros((5, 240, 320, 3), np.uint8))
     out = detect_video(detector, str(path), 5)
     assert "cropped" not in out and not out["valid"].any()
+
+
+def test_frame_times_are_recorded(tmp_path, detector):
+    path = tmp_path / "v.mp4"
+    write_video(path, frames(0, 6), fps=25)
+    out = detect_video(detector, str(path), 6, fps=25.0)
+    np.testing.assert_allclose(out["time"], np.arange(6) / 25, atol=1e-6)
