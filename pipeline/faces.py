@@ -16,7 +16,7 @@ that continues the previous detection (IoU > 0.3) is kept, else the largest. Fra
 face are marked invalid, never dropped, so frame indices stay exact. Videos that are already
 face crops (`detector: none`, or frames of at most 160 pixels where no face is found, as in
 48×48 FER datasets) get the whole frame as the face (group attr `cropped`). Memory is bounded by
-`detect_every` downscaled frames, whatever the video's length.
+`detect_every` decoded frames, whatever the video's length.
 
 Output `faces/shard-{k}.h5`, one group per video:
 
@@ -267,10 +267,7 @@ def detect_video(
     `fps` times the frames of image folders, which carry no timestamps.
     Returns the arrays of the module docstring, one row per decoded frame.
     """
-    if detector.p["detector"] == "none":
-        arrays = cropped(path)
-        arrays["time"] = np.arange(len(arrays["valid"])) / fps
-        return arrays
+    crops = detector.p["detector"] == "none"
     every = max(1, int(detector.p["detect_every"]))
     full_every = max(every, int(detector.p["full_every"]))
     track = Track(max(n_frames or 0, 1))
@@ -305,6 +302,8 @@ def detect_video(
         track.grow(t + 1)
         times.append(t / fps if frame.time is None else frame.time)
         shape = shape or frame.rgb().shape[:2]  # frame 0 is always detected: no extra cost
+        if crops:
+            continue
         if t % every == 0:
             key(t, frame)
         else:
@@ -318,33 +317,28 @@ def detect_video(
     if n_frames is not None and n != n_frames:
         log.warning("%s: %d frames decoded, %d probed; keeping %d", path, n, n_frames, n)
     arrays = track.arrays(n)
-    if not arrays["valid"].any() and max(shape) <= CROPPED_MAX:
+    if not crops and not arrays["valid"].any() and max(shape) <= CROPPED_MAX:
         log.warning(
             "%s: no face found in %d frames of at most %d pixels: taken as face crops",
             path,
             n,
             CROPPED_MAX,
         )
-        arrays = cropped(path)
+        crops = True
+    if crops:
+        arrays = cropped(n, *shape)
     arrays["time"] = np.asarray(times, np.float64)
     return arrays
 
 
-def cropped(path: str) -> dict[str, np.ndarray]:
-    """Arrays for a video whose frames are already face crops (e.g. 48×48 FER frames).
+def cropped(n: int, height: int, width: int) -> dict[str, np.ndarray]:
+    """Arrays for n frames that are already face crops (e.g. 48×48 FER frames).
 
     The face is the whole frame, its landmarks the canonical template scaled to the frame,
     so alignment reduces to a resize. `detected` is false and the group gets attr `cropped`.
     """
     from pipeline.frontalize import TEMPLATE_112
 
-    n, shape = 0, None
-    for frame in iter_lazy(path):
-        n += 1
-        shape = shape or frame.rgb().shape[:2]
-    if shape is None:
-        raise VideoError(f"{path}: no frames decoded")
-    height, width = shape
     landmarks = (TEMPLATE_112 / 112.0 * [width, height]).astype(np.float32)
     return {
         "boxes": np.tile(np.array([0, 0, width, height], np.float32), (n, 1)),

@@ -2,9 +2,9 @@
 
     python -m pipeline.datasets.adapters --format ckplus --root /data/CK+ --out sheet.csv
 
-The sheet (path relative to the root, subject, label, video_id, and where the dataset has
-them `split` or `official_fold`) then goes through the same validation as a hand-written
-one. Labels are mapped to one vocabulary: anger, contempt, disgust, fear, happiness,
+The sheet (path relative to the root, subject, label; video_id where the layout names
+videos well, else derived from the path; `split` or `official_fold` where the dataset has
+them) then goes through the same validation as a hand-written one. Labels are mapped to one vocabulary: anger, contempt, disgust, fear, happiness,
 neutral, sadness, surprise. Files that do not fit the layout are listed in the log, never
 silently dropped; a root with nothing usable is an error naming what was expected.
 """
@@ -118,16 +118,15 @@ def enterface(root: Path) -> pd.DataFrame:
         if subject is None or label is None:
             log.warning("%s: no 'subject N' or emotion folder in its path; left out", file)
             continue
-        rel = file.relative_to(root).as_posix()
+        # no video_id: the sheet derives a unique one from the path
         rows.append(
             {
-                "path": rel,
+                "path": file.relative_to(root).as_posix(),
                 "subject": f"subject{int(subject):02d}",
                 "label": label,
-                "video_id": re.sub(r"[^A-Za-z0-9_.-]+", "_", file.stem),
             }
         )
-    return _dedupe_ids(pd.DataFrame(rows))
+    return pd.DataFrame(rows)
 
 
 def afew(root: Path) -> pd.DataFrame:
@@ -211,15 +210,6 @@ def dfew(root: Path) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def _dedupe_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    if len(frame):
-        dup = frame.video_id.duplicated(keep=False)
-        frame.loc[dup, "video_id"] = frame.loc[dup, "path"].str.replace(
-            r"[^A-Za-z0-9_.-]+", "_", regex=True
-        )
-    return frame
 
 
 ADAPTERS: dict[str, Callable[[Path], pd.DataFrame]] = {

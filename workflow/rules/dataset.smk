@@ -6,7 +6,7 @@ rule adapt_dataset:
     log:
         "logs/adapt_dataset.log",
     params:
-        format=config["dataset"]["format"],
+        format=DATASET["format"],
     shell:
         "{PY} -m pipeline.datasets.adapters --format {params.format} --root {input.root:q} "
         "--out {output.sheet:q} > {log:q} 2>&1"
