@@ -1,33 +1,41 @@
-"""The `detect_faces` stage: MTCNN face boxes and 5-point landmarks for every frame.
+"""The `detect_faces` stage: the primary subject's face box and landmarks in every frame.
 
-For each video of one shard, frames are decoded in a stream and facenet-pytorch's MTCNN
-(weights ship inside the wheel) runs on every `detect_every`-th frame (and the last):
+For each video of one shard, frames are decoded in a stream (upright, at `dataset.target_fps`)
+and facenet-pytorch's MTCNN (weights ship inside the wheel) runs on every `detect_every`-th
+frame (and the last):
 
 - a full search on a copy downscaled to `detect_width` pixels at the first frame, whenever
   the face is lost, and at least every `full_every` frames;
 - otherwise a search in a small region around the previous face, rescaled so that the face
   is about 64 pixels wide (a few pyramid levels instead of a dozen).
 
-Boxes are mapped back to source pixels. Between two detections that agree (same face, moved
-and rescaled by less than `max_motion` of its size) boxes and landmarks are interpolated;
-otherwise every frame in between is detected too, so fast motion, a lost face or a cut gets
-full detection. When several faces appear, the one
-that continues the previous detection (IoU > 0.3) is kept, else the largest. Frames without a
-face are marked invalid, never dropped, so frame indices stay exact. Videos that are already
-face crops (`detector: none`, or frames of at most 160 pixels where no face is found, as in
-48×48 FER datasets) get the whole frame as the face (group attr `cropped`). Memory is bounded by
-`detect_every` decoded frames, whatever the video's length.
+Boxes are mapped back to source pixels. Detections are linked into tracks (`Tracker`); one
+primary subject is followed, chosen by size, centrality and persistence; other faces are
+recorded apart. Between two detections of the primary track that agree (moved and rescaled by
+less than `max_motion` of its size) boxes and landmarks are interpolated; otherwise every frame
+in between is detected too, so fast motion, a lost face or a cut gets full detection. Gaps of
+up to `max_gap` frames without a face between two agreeing detections are interpolated
+(`filled`). dlib's 68-point predictor (`face.landmarks: dlib`) runs on every frame with a face,
+started from its MTCNN box; landmarks are then smoothed over time (Gaussian, `smooth` frames)
+within each run of one track. Frames without a face are marked invalid, never dropped, so frame
+indices stay exact. Videos that are already face crops (`detector: none`, or frames of at most
+160 pixels where no face is found, as in 48×48 FER datasets) get the whole frame as the face
+(group attr `cropped`). Memory is bounded by `detect_every` decoded frames, whatever the
+video's length.
 
-Output `faces/shard-{k}.h5`, one group per video:
+Output `faces/shard-{k}.h5`, one group per video (attrs fps, cropped):
 
-    boxes      (T, 4) float32   x1, y1, x2, y2 in source pixels (NaN where no face)
-    scores     (T,)   float32   detector confidence (0 where no face)
-    landmarks  (T, 5, 2) float32  eyes, nose, mouth corners (NaN where no face)
-    valid      (T,)   bool      a face was found (detected or interpolated) in that frame
-    detected   (T,)   bool      the detector ran on that frame (else interpolated)
-    n_faces    (T,)   uint8     how many faces the detector saw (0 on interpolated frames)
-    time       (T,)   float64   presentation time of each frame, seconds (index / fps for
-                                image folders)
+    boxes       (T, 4) float32     x1, y1, x2, y2 in source pixels (NaN where no face)
+    scores      (T,)   float32     detector confidence (0 where no face)
+    landmarks   (T, 5, 2) float32  eyes, nose, mouth corners (NaN where no face)
+    landmarks68 (T, 68, 2) float32 iBUG 68-point mark-up (only with face.landmarks: dlib)
+    valid       (T,)   bool        a face was found (detected or interpolated) in that frame
+    detected    (T,)   bool        the detector ran on that frame (else interpolated)
+    filled      (T,)   bool        the detector ran but missed; interpolated across the gap
+    n_faces     (T,)   uint8       how many faces the detector saw (0 on interpolated frames)
+    track       (T,)   int32       track id of the primary face (-1 where no face)
+    others      (N, 7) float32     every other face seen: frame, track, x1, y1, x2, y2, score
+    time        (T,)   float64     presentation time of each frame, seconds
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ from pipeline.common import (
     shard_of,
 )
 from pipeline.store import shard_writer
-from pipeline.video import LazyFrame, iter_lazy
+from pipeline.video import LazyFrame, decode_options, iter_lazy
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,10 @@ DEFAULTS = {
     "detect_every": 10,
     "full_every": 90,
     "max_motion": 0.15,
+    "max_gap": 5,
+    "landmarks": "dlib",
+    "landmark_model": None,
+    "smooth": 1.0,
     "device": "auto",
 }
 
@@ -78,7 +90,8 @@ class Face:
     box: np.ndarray  # (4,) x1, y1, x2, y2
     score: float
     landmarks: np.ndarray  # (5, 2)
-    n_faces: int
+    n_faces: int = 1
+    track: int = -1
 
     @property
     def size(self) -> float:
@@ -100,9 +113,16 @@ class Detector:
         p = {**DEFAULTS, **params}
         if p["detector"] not in ("mtcnn", "none"):
             raise ValueError(f"unknown face detector {p['detector']!r}; known: mtcnn, none")
+        if p["landmarks"] not in ("dlib", "none"):
+            raise ValueError(f"unknown face.landmarks {p['landmarks']!r}; known: dlib, none")
         self.p = p
         self.device = resolve_device(p["device"])
         self._nets: dict[int, object] = {}
+        self.landmarker = None
+        if p["landmarks"] == "dlib":
+            from pipeline.landmarks import Landmarker
+
+            self.landmarker = Landmarker(p["landmark_model"])
 
     def _net(self, min_face: int):
         """One MTCNN per smallest-face size (it depends on each video's downscale factor)."""
@@ -130,25 +150,18 @@ class Detector:
         size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
         return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
-    def _pick(self, boxes, scores, landmarks, previous: Face | None) -> Face | None:
-        """Of the confident faces, the one continuing `previous` (IoU > 0.3), else the largest."""
+    def _faces(self, boxes, scores, landmarks) -> list[Face]:
+        """The confident detections, most confident first."""
         if boxes is None:
-            return None
+            return []
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         scores = np.asarray(scores, np.float32).reshape(-1)
         landmarks = np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
         keep = np.flatnonzero(scores >= self.p["min_confidence"])
-        if not len(keep):
-            return None
-        area = (boxes[keep, 2] - boxes[keep, 0]) * (boxes[keep, 3] - boxes[keep, 1])
-        pick = keep[int(np.argmax(area))]
-        if previous is not None:
-            overlaps = iou(previous.box, boxes[keep])
-            if overlaps.max() > 0.3:
-                pick = keep[int(np.argmax(overlaps))]
-        return Face(boxes[pick], float(scores[pick]), landmarks[pick], len(keep))
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        return [Face(boxes[i], float(scores[i]), landmarks[i], len(keep)) for i in keep]
 
-    def detect_full(self, frame: np.ndarray, previous: Face | None = None) -> Face | None:
+    def detect_full(self, frame: np.ndarray) -> list[Face]:
         """Search the whole RGB frame (H, W, 3), downscaled to `detect_width`."""
         scale = self.scale_for(frame.shape[1])
         net = self._net(max(12, round(self.p["min_face_size"] * scale)))
@@ -156,9 +169,9 @@ class Detector:
         if boxes is not None:
             boxes = np.asarray(boxes, np.float32) / scale
             landmarks = np.asarray(landmarks, np.float32) / scale
-        return self._pick(boxes, scores, landmarks, previous)
+        return self._faces(boxes, scores, landmarks)
 
-    def detect_near(self, frame: np.ndarray, previous: Face) -> Face | None:
+    def detect_near(self, frame: np.ndarray, previous: Face) -> list[Face]:
         """Search a region around `previous`, rescaled so the face is about ROI_FACE pixels."""
         import cv2
 
@@ -168,7 +181,7 @@ class Detector:
         x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
         x1, y1 = min(frame.shape[1], int(cx + half)), min(frame.shape[0], int(cy + half))
         if x1 - x0 < 12 or y1 - y0 < 12:
-            return None
+            return []
         scale = ROI_FACE / size
         crop = cv2.resize(
             frame[y0:y1, x0:x1],
@@ -180,19 +193,20 @@ class Detector:
             offset = np.array([x0, y0], np.float32)
             boxes = np.asarray(boxes, np.float32) / scale + np.tile(offset, 2)
             landmarks = np.asarray(landmarks, np.float32) / scale + offset
-        return self._pick(boxes, scores, landmarks, previous)
+        return self._faces(boxes, scores, landmarks)
 
-    def detect(self, frame: np.ndarray, previous: Face | None, full: bool = False) -> Face | None:
-        """Near `previous` when there is one (and `full` is not asked), falling back to a full search."""
+    def detect(self, frame: np.ndarray, previous: Face | None, full: bool = False) -> list[Face]:
+        """Near `previous` when there is one (and `full` is not asked); a full search when that
+        finds nothing continuing `previous`."""
         if previous is not None and not full:
-            face = self.detect_near(frame, previous)
-            if face is not None:
-                return face
-        return self.detect_full(frame, previous)
+            faces = self.detect_near(frame, previous)
+            if any(iou(previous.box, f.box[None])[0] > 0.3 for f in faces):
+                return faces
+        return self.detect_full(frame)
 
     def agree(self, a: Face | None, b: Face | None) -> bool:
-        """Two detections close enough to interpolate between."""
-        if a is None or b is None:
+        """Two detections of one face close enough to interpolate between."""
+        if a is None or b is None or a.track != b.track:
             return False
         size = (a.size + b.size) / 2
         moved = np.linalg.norm(a.center - b.center) / size
@@ -211,94 +225,198 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(box) + area(boxes) - inter, 1e-6)
 
 
+class Tracker:
+    """Links detections into face tracks and picks the primary subject among them.
+
+    A detection continues the track whose last box it overlaps most (IoU > 0.3), else starts a
+    new one. The primary subject is followed while it is seen; when it is lost (or at the first
+    detection) the face with the best `size × centrality × (1 + log(1 + persistence))` is taken:
+    size relative to the largest face in the frame, centrality 1 at the frame centre and 0.5 at
+    a corner, persistence the number of detections of its track so far. Every other face seen is
+    recorded in `others` (frame, track, box, score), never mixed into the primary arrays.
+    """
+
+    def __init__(self):
+        self.last: dict[int, np.ndarray] = {}  # track id → last box
+        self.hits: dict[int, int] = {}
+        self.primary: int | None = None
+        self.others: list[list[float]] = []
+
+    def link(self, faces: list[Face]) -> None:
+        taken: set[int] = set()
+        for face in faces:  # most confident first
+            best, best_iou = None, 0.3
+            for tid, box in self.last.items():
+                overlap = float(iou(box, face.box[None])[0])
+                if tid not in taken and overlap > best_iou:
+                    best, best_iou = tid, overlap
+            if best is None:
+                best = len(self.hits)
+                self.hits[best] = 0
+            face.track = best
+            taken.add(best)
+
+    def score(self, face: Face, faces: list[Face], shape: tuple[int, int]) -> float:
+        height, width = shape
+        size = face.size / max(f.size for f in faces)
+        offset = np.hypot(face.center[0] / width - 0.5, face.center[1] / height - 0.5)
+        centrality = 1.0 - offset / np.hypot(0.5, 0.5) / 2
+        return size * centrality * (1.0 + np.log1p(self.hits.get(face.track, 0)))
+
+    def pick(self, faces: list[Face], shape: tuple[int, int]) -> Face | None:
+        """The primary face among linked `faces`, without updating the tracks."""
+        if not faces:
+            return None
+        for face in faces:
+            if face.track == self.primary:
+                return face
+        return max(faces, key=lambda f: self.score(f, faces, shape))
+
+    def choose(self, t: int, faces: list[Face], shape: tuple[int, int]) -> Face | None:
+        """Pick the primary face of frame t, record the others, update the tracks."""
+        primary = self.pick(faces, shape)
+        for face in faces:
+            self.last[face.track] = face.box
+            self.hits[face.track] += 1
+            if face is not primary:
+                self.others.append([t, face.track, *face.box.tolist(), face.score])
+        if primary is not None:
+            self.primary = primary.track
+        return primary
+
+    def others_array(self) -> np.ndarray:
+        return np.asarray(self.others, np.float32).reshape(-1, 7)
+
+
 class Track:
-    """Per-frame arrays of one video, filled as frames are detected or interpolated."""
+    """Per-frame arrays of one video's primary face, filled as frames are detected or interpolated."""
+
+    FIELDS = {
+        "boxes": ((4,), np.nan, np.float32),
+        "scores": ((), 0, np.float32),
+        "landmarks": ((5, 2), np.nan, np.float32),
+        "landmarks68": ((68, 2), np.nan, np.float32),
+        "detected": ((), False, bool),
+        "filled": ((), False, bool),
+        "n_faces": ((), 0, np.uint8),
+        "track": ((), -1, np.int32),
+    }
 
     def __init__(self, n: int):
-        self.boxes = np.full((n, 4), np.nan, np.float32)
-        self.scores = np.zeros(n, np.float32)
-        self.landmarks = np.full((n, 5, 2), np.nan, np.float32)
-        self.detected = np.zeros(n, bool)
-        self.n_faces = np.zeros(n, np.uint8)
+        for name, (shape, fill, dtype) in self.FIELDS.items():
+            setattr(self, name, np.full((n, *shape), fill, dtype))
 
     def grow(self, n: int) -> None:
         """Make room for n frames (when a video decodes to more frames than probed)."""
         if n > len(self.scores):
             extra = max(n, 2 * len(self.scores)) - len(self.scores)
-            self.boxes = np.concatenate([self.boxes, np.full((extra, 4), np.nan, np.float32)])
-            self.scores = np.concatenate([self.scores, np.zeros(extra, np.float32)])
-            self.landmarks = np.concatenate(
-                [self.landmarks, np.full((extra, 5, 2), np.nan, np.float32)]
-            )
-            self.detected = np.concatenate([self.detected, np.zeros(extra, bool)])
-            self.n_faces = np.concatenate([self.n_faces, np.zeros(extra, np.uint8)])
+            for name, (shape, fill, dtype) in self.FIELDS.items():
+                old = getattr(self, name)
+                setattr(self, name, np.concatenate([old, np.full((extra, *shape), fill, dtype)]))
 
     def put(self, t: int, face: Face | None) -> None:
         self.detected[t] = True
         if face is not None:
             self.boxes[t], self.scores[t], self.landmarks[t] = face.box, face.score, face.landmarks
             self.n_faces[t] = min(face.n_faces, 255)
+            self.track[t] = face.track
 
-    def interpolate(self, t0: int, a: Face, t1: int, b: Face) -> None:
-        """Linear interpolation of boxes and landmarks for frames t0 < t < t1."""
+    def interpolate(self, t0: int, t1: int) -> None:
+        """Linear interpolation of the primary face for frames t0 < t < t1 from frames t0, t1."""
         for t in range(t0 + 1, t1):
             w = (t - t0) / (t1 - t0)
-            self.boxes[t] = (1 - w) * a.box + w * b.box
-            self.landmarks[t] = (1 - w) * a.landmarks + w * b.landmarks
-            self.scores[t] = min(a.score, b.score)
+            self.boxes[t] = (1 - w) * self.boxes[t0] + w * self.boxes[t1]
+            self.landmarks[t] = (1 - w) * self.landmarks[t0] + w * self.landmarks[t1]
+            self.landmarks68[t] = (1 - w) * self.landmarks68[t0] + w * self.landmarks68[t1]
+            self.scores[t] = min(self.scores[t0], self.scores[t1])
+            self.track[t] = self.track[t0]
 
-    def arrays(self, n: int) -> dict[str, np.ndarray]:
-        return {
-            "boxes": self.boxes[:n],
-            "scores": self.scores[:n],
-            "landmarks": self.landmarks[:n],
-            "valid": self.scores[:n] > 0,
-            "detected": self.detected[:n],
-            "n_faces": self.n_faces[:n],
-        }
+    def fill_gaps(self, n: int, max_gap: int, agree) -> None:
+        """Interpolate runs of at most `max_gap` frames without a face between two frames of the
+        same track that `agree` (a missed detection, a blink of occlusion); mark them `filled`."""
+        valid = self.scores[:n] > 0
+        idx = np.flatnonzero(valid)
+        for a, b in zip(idx[:-1], idx[1:], strict=True):
+            if 1 < b - a <= max_gap + 1 and agree(self.face(a), self.face(b)):
+                self.interpolate(a, b)
+                self.filled[a + 1 : b] = True
+
+    def face(self, t: int) -> Face:
+        return Face(self.boxes[t], float(self.scores[t]), self.landmarks[t], 1, int(self.track[t]))
+
+    def arrays(self, n: int, with68: bool) -> dict[str, np.ndarray]:
+        out = {name: getattr(self, name)[:n] for name in self.FIELDS}
+        out["valid"] = self.scores[:n] > 0
+        if not with68:
+            del out["landmarks68"]
+        return out
 
 
 def detect_video(
-    detector: Detector, path: str, n_frames: int | None = None, fps: float = 30.0
+    detector: Detector,
+    path: str,
+    n_frames: int | None = None,
+    fps: float = 30.0,
+    decode: dict | None = None,
 ) -> dict[str, np.ndarray]:
-    """Detect (or interpolate) the subject's face in every frame of one video.
+    """Detect (or interpolate) the primary subject's face in every frame of one video.
 
     `n_frames` (from probing) only sizes the arrays; the video's end is found by decoding.
-    `fps` times the frames of image folders, which carry no timestamps.
+    `fps` times the frames of image folders, which carry no timestamps; `decode` holds the
+    iter_lazy options (target_fps, folder_fps) of this video.
     Returns the arrays of the module docstring, one row per decoded frame.
     """
-    crops = detector.p["detector"] == "none"
-    every = max(1, int(detector.p["detect_every"]))
-    full_every = max(every, int(detector.p["full_every"]))
+    p = detector.p
+    crops = p["detector"] == "none"
+    every = max(1, int(p["detect_every"]))
+    full_every = max(every, int(p["full_every"]))
     track = Track(max(n_frames or 0, 1))
+    tracker = Tracker()
     pending: list[tuple[int, LazyFrame]] = []  # frames since the last detection (< every)
     last: tuple[int, Face | None] | None = None
     last_full = -full_every
+    shape: tuple[int, int] | None = None
+
+    def landmarks68(frames: list[tuple[int, LazyFrame]]) -> None:
+        if detector.landmarker is not None:
+            for t, frame in frames:
+                if track.scores[t] > 0:
+                    track.landmarks68[t] = detector.landmarker(frame.rgb(), track.boxes[t])
 
     def key(t: int, frame: LazyFrame) -> None:
         nonlocal last, last_full, pending
         previous = last[1] if last else None
         full = t - last_full >= full_every
-        face = detector.detect(frame.rgb(), previous, full=full)
+        faces = detector.detect(frame.rgb(), previous, full=full)
         if full or previous is None:
             last_full = t
-        track.put(t, face)
+        tracker.link(faces)
         if last is not None and pending:
             t0, f0 = last
-            if detector.agree(f0, face):
-                track.interpolate(t0, f0, t, face)
+            if detector.agree(f0, tracker.pick(faces, shape)):
+                face = tracker.choose(t, faces, shape)
+                track.put(t, face)
+                track.interpolate(t0, t)
             else:  # motion, a lost face or a cut: detect every frame in between
                 guide = f0
                 for tp, fp in pending:
-                    guide = detector.detect(fp.rgb(), guide or face)
+                    near = detector.detect(fp.rgb(), guide or previous)
+                    tracker.link(near)
+                    guide = tracker.choose(tp, near, shape)
                     track.put(tp, guide)
+                tracker.link(faces)  # again: tracks moved on in between
+                face = tracker.choose(t, faces, shape)
+                track.put(t, face)
+        else:
+            face = tracker.choose(t, faces, shape)
+            track.put(t, face)
+        landmarks68([*pending, (t, frame)])
         pending = []
         last = (t, face)
 
     t = -1
-    shape = None
     times: list[float] = []
-    for t, frame in enumerate(iter_lazy(path)):
+    for t, frame in enumerate(iter_lazy(path, **(decode or {}))):
         track.grow(t + 1)
         times.append(t / fps if frame.time is None else frame.time)
         shape = shape or frame.rgb().shape[:2]  # frame 0 is always detected: no extra cost
@@ -316,7 +434,10 @@ def detect_video(
     n = t + 1
     if n_frames is not None and n != n_frames:
         log.warning("%s: %d frames decoded, %d probed; keeping %d", path, n, n_frames, n)
-    arrays = track.arrays(n)
+    with68 = detector.landmarker is not None
+    if not crops:
+        track.fill_gaps(n, int(p["max_gap"]), detector.agree)
+    arrays = track.arrays(n, with68)
     if not crops and not arrays["valid"].any() and max(shape) <= CROPPED_MAX:
         log.warning(
             "%s: no face found in %d frames of at most %d pixels: taken as face crops",
@@ -326,29 +447,42 @@ def detect_video(
         )
         crops = True
     if crops:
-        arrays = cropped(n, *shape)
+        arrays = cropped(n, *shape, with68=with68)
+    else:
+        from pipeline.landmarks import smooth
+
+        for name in ("landmarks", "landmarks68") if with68 else ("landmarks",):
+            arrays[name] = smooth(arrays[name], arrays["valid"], p["smooth"], arrays["track"])
+        arrays["others"] = tracker.others_array()
     arrays["time"] = np.asarray(times, np.float64)
     return arrays
 
 
-def cropped(n: int, height: int, width: int) -> dict[str, np.ndarray]:
+def cropped(n: int, height: int, width: int, with68: bool = False) -> dict[str, np.ndarray]:
     """Arrays for n frames that are already face crops (e.g. 48×48 FER frames).
 
-    The face is the whole frame, its landmarks the canonical template scaled to the frame,
+    The face is the whole frame, its landmarks the canonical templates scaled to the frame,
     so alignment reduces to a resize. `detected` is false and the group gets attr `cropped`.
     """
     from pipeline.frontalize import TEMPLATE_112
+    from pipeline.reference3d import FRONTAL_68
 
-    landmarks = (TEMPLATE_112 / 112.0 * [width, height]).astype(np.float32)
-    return {
+    scale = np.array([width, height]) / 112.0
+    out = {
         "boxes": np.tile(np.array([0, 0, width, height], np.float32), (n, 1)),
         "scores": np.ones(n, np.float32),
-        "landmarks": np.tile(landmarks, (n, 1, 1)),
+        "landmarks": np.tile((TEMPLATE_112 * scale).astype(np.float32), (n, 1, 1)),
         "valid": np.ones(n, bool),
         "detected": np.zeros(n, bool),
+        "filled": np.zeros(n, bool),
         "n_faces": np.ones(n, np.uint8),
+        "track": np.zeros(n, np.int32),
+        "others": np.zeros((0, 7), np.float32),
         "cropped": True,
     }
+    if with68:
+        out["landmarks68"] = np.tile((FRONTAL_68 * scale).astype(np.float32), (n, 1, 1))
+    return out
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -379,7 +513,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         for rec in mine.sort_values("video_id").to_dict("records"):
             try:
                 arrays = detect_video(
-                    detector, rec["path"], int(rec["n_frames"]), float(rec["fps"])
+                    detector,
+                    rec["path"],
+                    int(rec["n_frames"]),
+                    float(rec["fps"]),
+                    decode_options(rec),
                 )
                 if not arrays["valid"].any():
                     raise VideoError(
@@ -396,6 +534,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             for name, array in arrays.items():
                 group.create_dataset(name, data=array)
             group.attrs["fps"] = float(rec["fps"])
+            group.attrs["primary_track"] = int(
+                np.bincount(arrays["track"][arrays["track"] >= 0]).argmax()
+            )
             n_frames += len(arrays["valid"])
             n_valid += int(arrays["valid"].sum())
     rate = n_valid / max(n_frames, 1)

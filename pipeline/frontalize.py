@@ -1,16 +1,32 @@
-"""The `frontalize` stage: warp every frame's face to a canonical, upright crop.
+"""The `frontalize` stage: warp every frame's face to a canonical, upright (frontal) crop.
 
-Method `similarity` (this version): a 5-point similarity transform (rotation, uniform scale,
-translation; Umeyama's least squares) maps the detected eyes, nose and mouth corners onto a
-canonical template (the ArcFace 112×112 template, scaled to `crop_size`). Frames where no face
-was detected borrow the landmarks of the nearest frame that has one and stay marked invalid.
+`frontalize.method`:
 
-Output `aligned/shard-{k}.h5`, one group per video:
+- `similarity` (default): a 5-point similarity transform (rotation, uniform scale,
+  translation; Umeyama's least squares) maps the detected eyes, nose and mouth corners onto a
+  canonical template (the ArcFace 112×112 template, scaled to `crop_size`). Fast; removes roll,
+  scale and position but not yaw or pitch.
+- `hassner`: in the spirit of Hassner et al., "Effective face frontalization in unconstrained
+  images" (CVPR 2015): a camera is fitted to the 68 dlib landmarks against the same points on
+  a generic 3D reference face (`pipeline.reference3d`, authored in this project), the reference
+  surface is projected into the frame and the frame resampled there, giving a frontal view in
+  the same crop geometry as `similarity`. `symmetry: soft` fills self-occluded parts from the
+  mirrored side (default `none`; see the README for why). Needs `face.landmarks: dlib`.
 
-    frames  (T, S, S, 3) uint8  aligned RGB crops, chunked 16 frames at a time
-    valid   (T,) bool           a face was detected in that frame
-    roll    (T,) float32        in-plane head rotation removed by the warp, degrees
-    score   (T,) float32        detector confidence (0 where no face)
+Frames where no face was detected borrow the landmarks of the nearest frame that has one and
+stay marked invalid. With 68 landmarks, head pose is estimated for every frame whatever the
+method. A montage PNG of 8 evenly spaced aligned faces per video goes to the montage folder.
+
+Output `aligned/shard-{k}.h5`, one group per video (attrs fps, method):
+
+    frames   (T, S, S, 3) uint8  aligned RGB crops, chunked 16 frames at a time
+    valid    (T,) bool           a face was found in that frame
+    score    (T,) float32        detector confidence (0 where no face)
+    yaw      (T,) float32        head pose, degrees, relative to the line of sight (NaN where
+    pitch    (T,) float32        no face; yaw/pitch NaN too without 68 landmarks): yaw > 0
+    roll     (T,) float32        turned toward image right, pitch > 0 up, roll > 0 clockwise
+    visible  (T,) float32        fraction of the reference face visible at that pose
+    quality  (T,) float32        score × visible (0 where no face): 1 is a confident frontal face
 """
 
 from __future__ import annotations
@@ -18,13 +34,21 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import h5py
 import numpy as np
 
-from pipeline.common import VideoError, parse_params, read_csv, run_main, setup_logging
+from pipeline.common import (
+    VideoError,
+    atomic_path,
+    parse_params,
+    read_csv,
+    run_main,
+    setup_logging,
+)
 from pipeline.store import frame_chunks, shard_writer
-from pipeline.video import batched, iter_frames
+from pipeline.video import batched, decode_options, iter_frames
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +63,8 @@ TEMPLATE_112 = np.array(
     ],
     dtype=np.float64,
 )
-DEFAULTS = {"method": "similarity", "crop_size": 112}
+DEFAULTS = {"method": "similarity", "crop_size": 112, "symmetry": "none"}
+METHODS = ("similarity", "hassner")
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -75,15 +100,244 @@ def fill_nearest(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def align_frame(frame: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Similarity-warp one RGB frame (H, W, 3) to a (size, size, 3) crop; return it and roll."""
+    """Similarity-warp one RGB frame (H, W, 3) to a (size, size, 3) crop; return it and the
+    head's roll (degrees, clockwise on screen), which the warp removes."""
     import cv2
 
     matrix = umeyama(landmarks, TEMPLATE_112 * (size / 112.0))
     crop = cv2.warpAffine(
         frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-    roll = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
+    roll = -float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
     return crop, roll
+
+
+class Frontalizer:
+    """Hassner-style frontalization against the generic 3D face of `pipeline.reference3d`.
+
+    Per frame: a camera (rotation, translation; focal length 1.2 × the larger frame side,
+    principal point at the centre) is fitted with `cv2.solvePnP` to the 51 inner landmarks
+    (brows, nose, eyes, mouth; the jaw contour slides along the silhouette as the head turns and
+    is left out) against the same points on the reference. The reference surface behind every
+    pixel of the frontal crop is projected into the frame with that camera and the frame is
+    sampled there. A z-buffer over the projected surface tells which crop pixels were visible;
+    with `symmetry: soft` a pixel seen less well than its mirror is blended toward the mirror
+    in proportion (Hassner et al., CVPR 2015, soft symmetry).
+    """
+
+    def __init__(self, size: int, symmetry: str = "none"):
+        from pipeline import reference3d as ref
+
+        if symmetry not in ("none", "soft"):
+            raise ValueError(f"unknown frontalize.symmetry {symmetry!r}; known: none, soft")
+        self.size = size
+        self.symmetry = symmetry
+        self.points = to_object(ref.landmarks_3d())[ref.INNER]
+        self.surface = to_object(ref.dense_surface(size).reshape(-1, 3))
+        self.mask = ref.head_mask(size)
+
+    @staticmethod
+    def camera(shape: tuple[int, ...]) -> np.ndarray:
+        height, width = shape[:2]
+        focal = 1.2 * max(height, width)
+        return np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], np.float64)
+
+    def fit(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
+        """(rvec, tvec, camera matrix) placing the reference on 68 frame landmarks."""
+        import cv2
+
+        from pipeline.reference3d import INNER
+
+        image = np.ascontiguousarray(landmarks68[INNER], np.float64)
+        matrix = self.camera(shape)
+        ok, rvec, tvec = cv2.solvePnP(self.points, image, matrix, None, flags=cv2.SOLVEPNP_EPNP)
+        if ok:
+            ok, rvec, tvec = cv2.solvePnP(
+                self.points, image, matrix, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
+            )
+        if not ok or tvec[2, 0] <= 0:
+            raise VideoError("camera fit failed")
+        return rvec, tvec, matrix
+
+    def project(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
+        """Where each crop pixel's surface point falls in the frame (size, size, 2), how well it
+        is seen (size, size), and the pose: yaw, pitch, roll and the visible fraction."""
+        import cv2
+
+        rvec, tvec, matrix = self.fit(landmarks68, shape)
+        rot, _ = cv2.Rodrigues(rvec)
+        cam = self.surface @ rot.T + tvec.reshape(1, 3)
+        proj = cam @ matrix.T
+        xy = (proj[:, :2] / proj[:, 2:3]).astype(np.float32).reshape(self.size, self.size, 2)
+        seen = self.visibility(xy.reshape(-1, 2), cam[:, 2], matrix[0, 0] / tvec[2, 0])
+        info = {**pose_angles(rot, tvec.ravel()), "visible": float(seen[self.mask].mean())}
+        return xy, seen, info
+
+    def pose(self, landmarks68: np.ndarray, shape: tuple[int, ...]) -> dict[str, float]:
+        """Yaw, pitch, roll (degrees) and visible fraction of the face, without warping."""
+        return self.project(landmarks68, shape)[2]
+
+    def warp(self, frame: np.ndarray, landmarks68: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Frontal (size, size, 3) crop of one RGB frame; and its pose and visible fraction."""
+        import cv2
+
+        xy, seen, info = self.project(landmarks68, frame.shape)
+        crop = cv2.remap(
+            frame, xy[..., 0], xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        if self.symmetry == "soft":
+            crop = soft_symmetry(crop, seen, self.mask)
+        return crop, info
+
+    def visibility(self, xy: np.ndarray, depth: np.ndarray, pixels_per_unit: float) -> np.ndarray:
+        """(size, size) float in [0, 1]: how clearly each crop pixel's surface point is seen.
+
+        Projected points are binned on a grid about two surface samples wide; a point is seen
+        when no point of its bin is nearer to the camera by more than 3 units (≈ 5 mm). The
+        mask is blurred a little so symmetry blends smoothly.
+        """
+        import cv2
+
+        cell = max(1.0, 2.0 * (112.0 / self.size) * pixels_per_unit)
+        ij = np.floor(xy / cell).astype(np.int64)
+        ij -= ij.min(0)
+        key = ij[:, 1] * (ij[:, 0].max() + 1) + ij[:, 0]
+        nearest = np.full(key.max() + 1, np.inf)
+        np.minimum.at(nearest, key, depth)
+        seen = (depth <= nearest[key] + 3.0).astype(np.float32).reshape(self.size, self.size)
+        k = max(3, self.size // 28) | 1
+        return cv2.GaussianBlur(seen, (k, k), 0)
+
+
+def to_object(points: np.ndarray) -> np.ndarray:
+    """Reference coordinates (x right, y down, depth toward the viewer) → a right-handed object
+    frame centred on the head, z away from the viewer (OpenCV's camera convention)."""
+    from pipeline.reference3d import CENTER
+
+    out = np.array(points, np.float64, copy=True)
+    out[:, 0] -= CENTER[0]
+    out[:, 1] -= CENTER[1]
+    out[:, 2] = -out[:, 2]
+    return out
+
+
+def pose_angles(rot: np.ndarray, position: np.ndarray | None = None) -> dict[str, float]:
+    """Yaw, pitch, roll in degrees of a head rotation (object → camera).
+
+    Angles are relative to the line of sight to the head at `position` (camera coordinates),
+    so a face looking straight at the camera is frontal wherever it is in the frame.
+    yaw > 0: the face turns toward the image's right; pitch > 0: it looks up; roll > 0: it
+    tilts clockwise on screen. All 0 for a frontal, upright face.
+    """
+    if position is not None:
+        import cv2
+
+        ray = np.asarray(position, np.float64) / np.linalg.norm(position)
+        axis = np.cross(ray, [0.0, 0.0, 1.0])  # rotate the ray onto the optical axis
+        angle = np.arccos(np.clip(ray[2], -1.0, 1.0))
+        norm = np.linalg.norm(axis)
+        if norm > 1e-12:
+            rot = cv2.Rodrigues(axis / norm * angle)[0] @ rot
+    forward = -rot[:, 2]  # the nose's direction, toward the viewer when frontal
+    right = rot[:, 0]
+    yaw = np.degrees(np.arctan2(forward[0], -forward[2]))
+    pitch = np.degrees(np.arctan2(-forward[1], np.hypot(forward[0], forward[2])))
+    roll = np.degrees(np.arctan2(right[1], right[0]))
+    return {"yaw": float(yaw), "pitch": float(pitch), "roll": float(roll)}
+
+
+def soft_symmetry(crop: np.ndarray, seen: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Blend each head pixel seen less clearly than its mirror toward the mirrored crop."""
+    mirror_seen = seen[:, ::-1]
+    weight = np.where(seen >= mirror_seen, 1.0, seen / np.maximum(mirror_seen, 1e-6))
+    weight = np.where(mask, weight, 1.0)[..., None]
+    blended = weight * crop + (1.0 - weight) * crop[:, ::-1]
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def frontalize_video(
+    path: str,
+    det,
+    size: int,
+    method: str,
+    frontalizer: Frontalizer | None,
+    decode: dict,
+    out: h5py.Group,
+) -> dict[str, np.ndarray]:
+    """Warp every frame of one video into out["frames"]; return the per-frame pose arrays."""
+    valid = det["valid"][:]
+    n = len(valid)
+    landmarks = fill_nearest(det["landmarks"][:], valid)
+    has68 = "landmarks68" in det and not np.isnan(det["landmarks68"][:][valid]).all()
+    if method == "hassner" and not has68:
+        raise VideoError(
+            f"{path}: frontalize.method hassner needs 68-point landmarks; "
+            "set face.landmarks: dlib (and rerun detect_faces)"
+        )
+    lm68 = fill_nearest(det["landmarks68"][:], valid) if has68 else None
+    frames = out.create_dataset(
+        "frames",
+        shape=(n, size, size, 3),
+        dtype=np.uint8,
+        chunks=frame_chunks((n, size, size, 3)),
+        compression="gzip",
+        compression_opts=4,
+    )
+    pose = {k: np.full(n, np.nan, np.float32) for k in ("yaw", "pitch", "roll", "visible")}
+    cropped = bool(det.attrs.get("cropped", False))
+    t = 0
+    for batch in batched(iter_frames(path, **decode), 16):
+        batch = batch[: max(0, n - t)]
+        crops = []
+        for j, frame in enumerate(batch):
+            info: dict[str, float] = {}
+            crop = None
+            if lm68 is not None and not cropped:
+                try:
+                    if method == "hassner":
+                        crop, info = frontalizer.warp(frame, lm68[t + j])
+                    else:
+                        info = frontalizer.pose(lm68[t + j], frame.shape)
+                except VideoError:  # a degenerate landmark set: similarity for this frame
+                    info = {}
+            if crop is None:
+                crop, roll = align_frame(frame, landmarks[t + j], size)
+                info = info or {"roll": roll}
+            crops.append(crop)
+            for key, value in info.items():
+                pose[key][t + j] = value
+        if cropped:  # already a face crop: frontal by definition
+            for key in pose:
+                pose[key][t : t + len(batch)] = 1.0 if key == "visible" else 0.0
+        if crops:
+            frames[t : t + len(crops)] = np.stack(crops)
+        t += len(batch)
+    if t < n:
+        raise VideoError(f"{path}: decoded {t} frames, detection saw {n}")
+    scores = det["scores"][:]
+    visible = np.where(np.isnan(pose["visible"]), 1.0, pose["visible"])
+    pose["quality"] = (scores * visible * valid).astype(np.float32)
+    for key in ("yaw", "pitch", "roll", "visible"):
+        pose[key][~valid] = np.nan
+    return pose
+
+
+def montage(frames: h5py.Dataset, valid: np.ndarray, path: Path, tiles: int = 8, tile: int = 64):
+    """A strip of `tiles` evenly spaced aligned faces (red frame: no face detected there)."""
+    import cv2
+    from PIL import Image
+
+    n = len(valid)
+    picks = np.unique(np.linspace(0, n - 1, min(tiles, n)).round().astype(int))
+    strip = []
+    for t in picks:
+        face = cv2.resize(frames[t], (tile, tile), interpolation=cv2.INTER_AREA)
+        if not valid[t]:
+            face[:2], face[-2:], face[:, :2], face[:, -2:] = 255, 255, 255, 255
+            face[:2, :, 1:], face[-2:, :, 1:], face[:, :2, 1:], face[:, -2:, 1:] = 0, 0, 0, 0
+        strip.append(face)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.concatenate(strip, axis=1)).save(tmp, format="PNG", optimize=True)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -91,6 +345,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--videos", required=True, help="results/dataset/videos.csv")
     ap.add_argument("--faces", required=True, help="faces/shard-{k}.h5 of the same shard")
     ap.add_argument("--out", required=True, help="aligned/shard-{k}.h5")
+    ap.add_argument("--montages", required=True, help="folder for one montage PNG per video")
     ap.add_argument("--params", default="{}", help="the config's `frontalize` section as JSON")
     ap.add_argument("--on-error", choices=["skip", "fail"], default="skip")
     return ap.parse_args(argv)
@@ -100,53 +355,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     params = {**DEFAULTS, **parse_params(args.params)}
-    if params["method"] != "similarity":
-        raise ValueError(f"unknown frontalize.method {params['method']!r}; known: similarity")
+    method = params["method"]
+    if method not in METHODS:
+        raise ValueError(f"unknown frontalize.method {method!r}; known: {', '.join(METHODS)}")
     size = int(params["crop_size"])
-    paths = read_csv(args.videos).set_index("video_id")["path"]
+    frontalizer = Frontalizer(size, params["symmetry"])
+    videos = read_csv(args.videos).set_index("video_id", drop=False)
+    montages = Path(args.montages)
+    montages.mkdir(parents=True, exist_ok=True)
     with (
         h5py.File(args.faces, "r") as faces,
         shard_writer(args.out, params=params) as (out, skipped),
     ):
         for vid in faces:
             det = faces[vid]
-            valid = det["valid"][:]
-            landmarks = fill_nearest(det["landmarks"][:], valid)
-            n = len(valid)
+            rec = videos.loc[vid].to_dict()
             group = out.create_group(vid)
-            frames = group.create_dataset(
-                "frames",
-                shape=(n, size, size, 3),
-                dtype=np.uint8,
-                chunks=frame_chunks((n, size, size, 3)),
-                compression="gzip",
-                compression_opts=4,
-            )
-            roll = np.zeros(n, np.float32)
-            t = 0
             try:
-                for batch in batched(iter_frames(paths[vid]), 16):
-                    batch = batch[: max(0, n - t)]
-                    crops = []
-                    for j, frame in enumerate(batch):
-                        crop, roll[t + j] = align_frame(frame, landmarks[t + j], size)
-                        crops.append(crop)
-                    if crops:
-                        frames[t : t + len(crops)] = np.stack(crops)
-                    t += len(batch)
-                if t < n:
-                    raise VideoError(f"{paths[vid]}: decoded {t} frames, detection saw {n}")
+                pose = frontalize_video(
+                    rec["path"], det, size, method, frontalizer, decode_options(rec), group
+                )
             except VideoError as err:
                 if args.on_error == "fail":
                     raise
                 del out[vid]
+                log.warning("skipping %s: %s", vid, err)
                 skipped[vid] = str(err)
                 continue
+            valid = det["valid"][:]
             group.create_dataset("valid", data=valid)
-            group.create_dataset("roll", data=roll)
             group.create_dataset("score", data=det["scores"][:])
+            for key, values in pose.items():
+                group.create_dataset(key, data=values)
             group.attrs["fps"] = det.attrs["fps"]
-    log.info("aligned %s: %d skipped", args.out, len(skipped))
+            group.attrs["method"] = method
+            montage(group["frames"], valid, montages / f"{vid}.png")
+    log.info("aligned %s (%s): %d skipped", args.out, method, len(skipped))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 A "video" is either a file PyAV can decode or a folder of images (natural sort of names).
 Frames are always yielded one at a time as RGB uint8 arrays of shape (H, W, 3): nothing here
-holds a whole video in memory.
+holds a whole video in memory. Frames come upright: a file's display rotation (the container's
+display matrix, as phones write it) is applied. With a `target_fps` below the source rate,
+frames are dropped evenly (the first frame of every 1/target_fps slot is kept); it never adds
+frames. Probing and decoding take the same options, so frame indices agree across stages.
 """
 
 from __future__ import annotations
@@ -21,10 +24,31 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 @dataclass(frozen=True)
 class VideoInfo:
-    fps: float
-    n_frames: int
-    width: int
+    fps: float  # rate of the frames as decoded (after target_fps)
+    n_frames: int  # frames as decoded (after target_fps)
+    width: int  # upright, after rotation
     height: int
+    source_fps: float = 0.0  # the file's own average rate
+    rotation: int = 0  # display rotation applied, degrees counter-clockwise
+
+
+class Resampler:
+    """Keeps the first frame of every 1/target slot; keeps all when target is None or not lower."""
+
+    def __init__(self, source_fps: float, target_fps: float | None):
+        self.target = target_fps if target_fps and target_fps < source_fps - 1e-6 else None
+        self.fps = float(self.target or source_fps)
+        self.next_slot = 0
+
+    def keep(self, index: int, time: float | None, source_fps: float) -> bool:
+        if self.target is None:
+            return True
+        t = index / source_fps if time is None else time
+        slot = int(np.floor(t * self.target + 1e-6))
+        if slot < self.next_slot:
+            return False
+        self.next_slot = slot + 1
+        return True
 
 
 def natural_key(name: str) -> list:
@@ -47,11 +71,11 @@ def _read_image(path: Path) -> np.ndarray:
         raise VideoError(f"{path}: cannot read image ({err})") from None
 
 
-def probe(path: str | Path, folder_fps: float = 30.0) -> VideoInfo:
-    """Frame rate, frame count and size of a video file or frame folder.
+def probe(path: str | Path, folder_fps: float = 30.0, target_fps: float | None = None) -> VideoInfo:
+    """Frame rate, frame count, upright size and rotation of a video file or frame folder.
 
-    The frame count is the number of frames that actually decode (container headers lie).
-    Raises VideoError with the reason when the video cannot be used.
+    The frame count is the number of frames that actually decode (container headers lie), after
+    `target_fps`. Raises VideoError with the reason when the video cannot be used.
     """
     path = Path(path)
     if path.is_dir():
@@ -59,7 +83,9 @@ def probe(path: str | Path, folder_fps: float = 30.0) -> VideoInfo:
         if not files:
             raise VideoError(f"{path}: folder has no image files ({', '.join(IMAGE_SUFFIXES)})")
         first = _read_image(files[0])
-        return VideoInfo(float(folder_fps), len(files), first.shape[1], first.shape[0])
+        keep = Resampler(float(folder_fps), target_fps)
+        n = sum(keep.keep(i, None, float(folder_fps)) for i in range(len(files)))
+        return VideoInfo(keep.fps, n, first.shape[1], first.shape[0], float(folder_fps), 0)
     if not path.exists():
         raise VideoError(f"{path}: file does not exist")
     if path.stat().st_size == 0:
@@ -72,30 +98,44 @@ def probe(path: str | Path, folder_fps: float = 30.0) -> VideoInfo:
                 raise VideoError(f"{path}: no video stream (audio-only or not a video)")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0) or folder_fps
+            keep = Resampler(fps, target_fps)
             n = 0
-            width = height = 0
-            for frame in container.decode(stream):
-                if n == 0:
+            width = height = rotation = 0
+            for index, frame in enumerate(container.decode(stream)):
+                if index == 0:
+                    rotation = _rotation(frame)
                     width, height = frame.width, frame.height
-                n += 1
+                    if rotation in (90, 270):
+                        width, height = height, width
+                n += keep.keep(index, frame.time, fps)
     except VideoError:
         raise
     except Exception as err:  # av.error.* (InvalidDataError, ...) for broken files
         raise VideoError(f"{path}: cannot decode ({type(err).__name__}: {err})") from None
     if n == 0:
         raise VideoError(f"{path}: no decodable frames")
-    return VideoInfo(fps, n, width, height)
+    return VideoInfo(keep.fps, n, width, height, fps, rotation)
+
+
+def _rotation(frame) -> int:
+    """A decoded frame's display rotation, counter-clockwise, rounded to 0/90/180/270."""
+    try:
+        degrees = float(frame.rotation or 0)
+    except Exception:  # no display matrix
+        return 0
+    return int(round(degrees / 90.0)) % 4 * 90
 
 
 class LazyFrame:
     """A decoded frame whose RGB array is made only when asked for (`rgb()`)."""
 
-    __slots__ = ("_source", "_rgb", "time")
+    __slots__ = ("_source", "_rgb", "time", "rotation")
 
-    def __init__(self, source, time: float | None = None):
+    def __init__(self, source, time: float | None = None, rotation: int = 0):
         self._source = source  # an av.VideoFrame or an image Path
         self._rgb: np.ndarray | None = None
         self.time = time  # presentation time in seconds (None for image files)
+        self.rotation = rotation  # counter-clockwise degrees applied to make the frame upright
 
     def rgb(self) -> np.ndarray:
         """RGB uint8 (H, W, 3)."""
@@ -103,32 +143,57 @@ class LazyFrame:
             if isinstance(self._source, Path):
                 self._rgb = _read_image(self._source)
             else:
-                self._rgb = self._source.to_ndarray(format="rgb24")
+                rgb = self._source.to_ndarray(format="rgb24")
+                if self.rotation:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, k=self.rotation // 90))
+                self._rgb = rgb
         return self._rgb
 
 
-def iter_lazy(path: str | Path) -> Iterator[LazyFrame]:
-    """Yield the frames of a video file or frame folder without converting them to RGB yet."""
+def iter_lazy(
+    path: str | Path, target_fps: float | None = None, folder_fps: float = 30.0
+) -> Iterator[LazyFrame]:
+    """Yield the (upright) frames of a video file or frame folder, not yet converted to RGB.
+
+    Frames of image folders get the time index / folder_fps.
+    """
     path = Path(path)
     if path.is_dir():
-        for file in frame_files(path):
-            yield LazyFrame(file)
+        keep = Resampler(float(folder_fps), target_fps)
+        for index, file in enumerate(frame_files(path)):
+            if keep.keep(index, None, float(folder_fps)):
+                yield LazyFrame(file, index / float(folder_fps))
         return
     import av
 
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            for frame in container.decode(stream):
-                yield LazyFrame(frame, frame.time)
+            fps = float(stream.average_rate or stream.guessed_rate or 0) or folder_fps
+            keep = Resampler(fps, target_fps)
+            rotation = None
+            for index, frame in enumerate(container.decode(stream)):
+                if rotation is None:
+                    rotation = _rotation(frame)
+                if keep.keep(index, frame.time, fps):
+                    yield LazyFrame(frame, frame.time, rotation)
     except Exception as err:
         raise VideoError(f"{path}: decoding failed ({type(err).__name__}: {err})") from None
 
 
-def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path, target_fps: float | None = None, folder_fps: float = 30.0
+) -> Iterator[np.ndarray]:
     """Yield the frames of a video file or frame folder as RGB uint8 (H, W, 3) arrays."""
-    for frame in iter_lazy(path):
+    for frame in iter_lazy(path, target_fps, folder_fps):
         yield frame.rgb()
+
+
+def decode_options(record: dict) -> dict:
+    """iter_lazy/iter_frames keyword arguments for a row of videos.csv."""
+    target = record.get("target_fps")
+    target = float(target) if target not in (None, "") and np.isfinite(float(target)) else None
+    return {"target_fps": target, "folder_fps": float(record.get("source_fps") or 30.0)}
 
 
 def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -143,8 +208,17 @@ def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
         yield batch
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = 30, crf: int = 18):
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: int = 30,
+    crf: int = 18,
+    rotation: int = 0,
+):
     """Encode RGB uint8 frames (even width and height) as H.264 mp4, reproducibly.
+
+    `rotation` (degrees counter-clockwise) is written as display metadata, as phones do: the
+    stored frames are as given, players (and this module's readers) rotate them.
 
     x264 runs single-threaded without lookahead or macroblock-tree rate control: with them,
     the first frames' bytes were seen to change from run to run.
@@ -171,6 +245,8 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = 30, c
                     "x264-params": "rc-lookahead=0:mbtree=0",
                 }
                 stream.thread_count = 1
+                if rotation:
+                    stream.set_display_rotation(rotation)
             picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             picture.pts = index
             for packet in stream.encode(picture):

@@ -25,7 +25,7 @@ def test_align_frame_puts_a_marked_eye_on_the_template():
     crop, roll = align_frame(frame, landmarks, 112)
     ys, xs = np.nonzero(crop[..., 0] > 128)
     assert abs(xs.mean() - TEMPLATE_112[0, 0]) < 1.0 and abs(ys.mean() - TEMPLATE_112[0, 1]) < 1.0
-    assert np.isclose(roll, 10.0, atol=0.01)
+    assert np.isclose(roll, -10.0, atol=0.01)  # the head is turned counter-clockwise
 
 
 def test_fill_nearest_borrows_from_the_closest_valid_frame():

@@ -39,7 +39,19 @@ log = logging.getLogger(__name__)
 
 REQUIRED = ("path", "subject", "label")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-VIDEO_COLUMNS = ["video_id", "path", "subject", "label", "fps", "n_frames", "width", "height"]
+VIDEO_COLUMNS = [
+    "video_id",
+    "path",
+    "subject",
+    "label",
+    "fps",
+    "n_frames",
+    "width",
+    "height",
+    "source_fps",
+    "target_fps",
+    "rotation",
+]
 SKIP_COLUMNS = ["video_id", "path", "stage", "reason"]
 
 
@@ -132,13 +144,14 @@ def read_sheet(
 
 
 def probe_videos(
-    sheet: pd.DataFrame, folder_fps: float, on_error: str
+    sheet: pd.DataFrame, folder_fps: float, on_error: str, target_fps: float | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add fps, n_frames, width, height; return (usable videos, skipped videos)."""
+    """Add fps, n_frames, width, height (as decoded: upright, after target_fps), source_fps,
+    target_fps, rotation; return (usable videos, skipped videos)."""
     ok, skipped = [], []
     for rec in sheet.to_dict("records"):
         try:
-            info = probe(rec["path"], folder_fps=folder_fps)
+            info = probe(rec["path"], folder_fps=folder_fps, target_fps=target_fps)
         except VideoError as err:
             if on_error == "fail":
                 raise
@@ -152,6 +165,9 @@ def probe_videos(
                 "n_frames": info.n_frames,
                 "width": info.width,
                 "height": info.height,
+                "source_fps": info.source_fps,
+                "target_fps": target_fps if info.fps < info.source_fps else None,
+                "rotation": info.rotation,
             }
         )
     videos = pd.DataFrame(ok, columns=VIDEO_COLUMNS)
@@ -173,7 +189,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     params = parse_params(args.params)
     sheet = read_sheet(args.sheet, params.get("root"), params.get("labels"))
-    videos, skipped = probe_videos(sheet, params.get("folder_fps", 30.0), args.on_error)
+    videos, skipped = probe_videos(
+        sheet, params.get("folder_fps", 30.0), args.on_error, params.get("target_fps")
+    )
     if videos.empty:
         raise SheetError(f"{args.sheet}: none of the {len(sheet)} videos can be decoded")
     write_csv_atomic(args.skipped, skipped)

@@ -17,6 +17,12 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
 
+if config["frontalize"]["method"] == "hassner" and config["face"]["landmarks"] != "dlib":
+    raise WorkflowError(
+        "config: frontalize.method hassner needs 68-point landmarks; set face.landmarks: dlib "
+        "(or use frontalize.method: similarity)"
+    )
+
 # The interpreter running Snakemake also runs the stages (the project's .venv).
 PY = shlex.quote(sys.executable)
 SHARDS = list(range(config["shards"]))

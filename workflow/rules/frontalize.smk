@@ -4,6 +4,7 @@ rule frontalize:
         faces="results/faces/shard-{shard}.h5",
     output:
         aligned="results/aligned/shard-{shard}.h5",
+        montages=directory("results/qc/montages/shard-{shard}"),
     log:
         "logs/frontalize/shard-{shard}.log",
     benchmark:
@@ -14,5 +15,5 @@ rule frontalize:
         on_error=config["on_error"],
     shell:
         "{PY} -m pipeline.frontalize --videos {input.videos:q} --faces {input.faces:q} "
-        "--out {output.aligned:q} --params {params.frontalize:q} "
+        "--out {output.aligned:q} --montages {output.montages:q} --params {params.frontalize:q} "
         "--on-error {params.on_error} > {log:q} 2>&1"
