@@ -114,3 +114,75 @@ def test_frame_times_are_recorded(tmp_path, detector):
     write_video(path, frames(0, 6), fps=25)
     out = detect_video(detector, str(path), 6, fps=25.0)
     np.testing.assert_allclose(out["time"], np.arange(6) / 25, atol=1e-6)
+
+
+def test_primary_subject_is_followed_and_other_faces_recorded_apart(tmp_path, detector):
+    main = frames(0, 20)
+    side = frames(4, 20, seed=9)
+    canvas = np.full((20, 360, 640, 3), 90, np.uint8)
+    for t in range(20):
+        canvas[t, 60:300, 160:480] = main[t]  # large, centred
+        small = np.asarray(Image.fromarray(side[t]).resize((160, 120)))
+        canvas[t, 0:120, 0:160] = small  # small, in a corner
+    path = tmp_path / "two.mp4"
+    write_video(path, canvas)
+    out = detect_video(detector, str(path), 20)
+    assert out["valid"].all()
+    centers = (out["boxes"][:, :2] + out["boxes"][:, 2:]) / 2
+    assert (centers[:, 0] > 250).all() and (centers[:, 0] < 390).all()
+    assert len(set(out["track"].tolist())) == 1
+    others = out["others"]
+    assert len(others) and (others[:, 1] != out["track"][0]).all()
+    assert (others[:, 2] < 160).all()  # the corner face, recorded with its own track
+    assert out["n_faces"][out["detected"]].max() == 2
+
+
+def test_a_short_miss_is_interpolated_and_marked_filled(tmp_path):
+    video = np.stack(frames(0, 20))
+    video[9:12] = 0  # a three-frame dropout
+    path = tmp_path / "blink.mp4"
+    write_video(path, video)
+    out = detect_video(Detector({**PER_FRAME, "min_face_size": 30, "max_gap": 5}), str(path), 20)
+    assert out["valid"].all() and out["filled"][9:12].all() and out["filled"].sum() == 3
+    assert not np.isnan(out["landmarks68"][9:12]).any()
+    off = detect_video(Detector({**PER_FRAME, "min_face_size": 30, "max_gap": 0}), str(path), 20)
+    assert not off["valid"][9:12].any()
+
+
+def test_68_landmarks_agree_with_the_5_mtcnn_points(tmp_path, detector):
+    path = tmp_path / "v.mp4"
+    write_video(path, frames(1, 12))
+    out = detect_video(detector, str(path), 12)
+    lm = out["landmarks68"]
+    assert lm.shape == (12, 68, 2) and not np.isnan(lm).any()
+    five = np.stack(
+        [lm[:, 36:42].mean(1), lm[:, 42:48].mean(1), lm[:, 30], lm[:, 48], lm[:, 54]], axis=1
+    )
+    size = face_size(out["boxes"])[:, None]
+    error = np.linalg.norm(five - out["landmarks"], axis=-1) / size
+    assert np.median(error) < 0.06, error
+
+
+def test_landmark_smoothing_stays_within_runs():
+    from pipeline.landmarks import smooth
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(40, 68, 2)).astype(np.float32)
+    points[20:] += 100  # another person from frame 20
+    valid = np.ones(40, bool)
+    valid[10] = False
+    runs = np.r_[np.zeros(20), np.ones(20)].astype(int)
+    out = smooth(points, valid, 2.0, runs)
+    assert out[21:].min() > 90 and out[:20].max() < 10  # never blended across the change
+    assert out[11:20].std() < 0.7 * points[11:20].std()  # jitter reduced
+    assert np.array_equal(out[10], points[10])  # the invalid frame is left alone
+    assert np.array_equal(smooth(points, valid, 0.0), points)
+
+
+def test_missing_landmark_model_says_where_to_put_it(tmp_path):
+    from pipeline.common import ConfigError
+    from pipeline.landmarks import predictor_path
+
+    assert predictor_path().name == "shape_predictor_68_face_landmarks.dat"
+    with pytest.raises(ConfigError, match="shape_predictor_68_face_landmarks.dat"):
+        predictor_path(str(tmp_path / "nope.dat"))

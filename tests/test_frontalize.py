@@ -33,3 +33,123 @@ def test_fill_nearest_borrows_from_the_closest_valid_frame():
     valid = np.array([False, True, False, False, False, True])
     filled = fill_nearest(lm, valid)
     assert list(filled[:, 0, 0]) == [1, 1, 1, 1, 5, 5]
+
+
+# --- 3D frontalization -------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from pipeline.reference3d import FRONTAL_68, INNER, MIRROR_68  # noqa: E402
+
+
+def turn_head(image, landmarks5, degrees):
+    """Render the portrait's head turned by `degrees` about a vertical axis.
+
+    The head is an ellipsoid with a nose (not the frontalizer's reference surface), seen by an
+    orthographic camera; hidden parts are not drawn. yaw > 0 turns the face to image right.
+    """
+    to_template = umeyama(landmarks5, TEMPLATE_112)
+    scale = np.hypot(*to_template[:, 0])
+    h, w = image.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(float)
+    tx = to_template[0, 0] * xs + to_template[0, 1] * ys + to_template[0, 2]
+    ty = to_template[1, 0] * xs + to_template[1, 1] * ys + to_template[1, 2]
+    u, v = (tx - 56) / 47, (ty - 72) / 66
+    z = 30 * np.sqrt(np.clip(1 - u**2 - v**2, 0, None))
+    z += 14 * np.exp(-0.5 * (((tx - 56) / 6) ** 2 + ((ty - 70) / 9) ** 2))
+    z /= scale
+    cx = (np.linalg.inv(np.vstack([to_template, [0, 0, 1]])) @ [56, 72, 1])[0]
+    a = np.deg2rad(degrees)
+    moved = cx + (xs - cx) * np.cos(a) + z * np.sin(a)
+    out = np.empty_like(image)
+    for r in range(h):
+        row = moved[r]
+        if degrees >= 0:
+            seen = row >= np.maximum.accumulate(row) - 1e-9
+        else:
+            seen = row <= np.minimum.accumulate(row[::-1])[::-1] + 1e-9
+        order = np.argsort(row[seen], kind="stable")
+        source = np.interp(np.arange(w), row[seen][order], xs[r][seen][order])
+        for c in range(3):
+            out[r, :, c] = np.interp(source, np.arange(w), image[r, :, c])
+    return out
+
+
+@pytest.fixture(scope="module")
+def face_tools():
+    from pipeline.faces import Detector
+
+    return Detector({"min_face_size": 30})
+
+
+def find(detector, image):
+    face = detector.detect_full(image)[0]
+    return face, detector.landmarker(image, face.box)
+
+
+def shape_errors(detector, crop):
+    """Landmarks re-detected on a crop: distance to the frontal reference (after a similarity
+    fit) and left-right asymmetry, both in interocular distances."""
+    _, lm = find(detector, crop)
+    ref = FRONTAL_68 * crop.shape[0] / 112
+    iod = np.linalg.norm(ref[36:42].mean(0) - ref[42:48].mean(0))
+    fit = umeyama(lm[INNER], ref[INNER])
+    fitted = lm @ fit[:, :2].T + fit[:, 2]
+    distance = np.linalg.norm(fitted[INNER] - ref[INNER], axis=1).mean() / iod
+    mirrored = lm[MIRROR_68].copy()
+    mirrored[:, 0] = 2 * lm[:, 0].mean() - mirrored[:, 0]
+    asymmetry = np.linalg.norm(lm[INNER] - mirrored[INNER], axis=1).mean() / iod
+    return distance, asymmetry
+
+
+@pytest.mark.parametrize("portrait", ["astronaut", "hopper"])
+def test_hassner_frontalization_undoes_a_head_turn(portrait, face_tools):
+    from pipeline.datasets.demo import load_portrait
+    from pipeline.frontalize import Frontalizer
+
+    image = load_portrait(portrait)
+    frontal = face_tools.detect_full(image)[0]
+    frontalizer = Frontalizer(160)
+    _, lm = find(face_tools, image)
+    straight = frontalizer.pose(lm, image.shape)
+    assert abs(straight["yaw"]) < 6 and abs(straight["pitch"]) < 6 and abs(straight["roll"]) < 6
+    for degrees in (-30, 30):
+        turned = turn_head(image, frontal.landmarks, degrees)
+        face, lm = find(face_tools, turned)
+        hassner, pose = frontalizer.warp(turned, lm)
+        similar, _ = align_frame(turned, face.landmarks, 160)
+        h_dist, h_asym = shape_errors(face_tools, hassner)
+        s_dist, s_asym = shape_errors(face_tools, similar)
+        assert h_dist < 0.85 * s_dist and h_asym < 0.7 * s_asym, (degrees, h_dist, s_dist)
+        assert np.sign(pose["yaw"]) == np.sign(degrees) and abs(pose["yaw"]) > 5
+        assert pose["visible"] < straight["visible"]
+
+
+def test_soft_symmetry_fills_the_hidden_side_from_the_seen_side():
+    from pipeline.frontalize import soft_symmetry
+
+    crop = np.zeros((8, 8, 3), np.uint8)
+    crop[:, 4:] = 200  # the right half was seen, the left half is dark
+    seen = np.ones((8, 8), np.float32)
+    seen[:, :4] = 0.0  # ... and the left half was hidden
+    out = soft_symmetry(crop, seen, np.ones((8, 8), bool))
+    assert (out[:, :4] == 200).all() and (out[:, 4:] == 200).all()
+    half = seen.copy()
+    half[:, :4] = 0.5
+    assert (soft_symmetry(crop, half, np.ones((8, 8), bool))[:, :4] == 100).all()
+
+
+def test_montage_marks_frames_without_a_face(tmp_path):
+    import h5py
+    from PIL import Image
+
+    from pipeline.frontalize import montage
+
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        frames = f.create_dataset("frames", data=np.full((20, 112, 112, 3), 128, np.uint8))
+        valid = np.ones(20, bool)
+        valid[0] = False
+        montage(frames, valid, tmp_path / "m.png")
+    strip = np.asarray(Image.open(tmp_path / "m.png"))
+    assert strip.shape == (64, 8 * 64, 3)
+    assert tuple(strip[0, 0]) == (255, 0, 0) and tuple(strip[0, 64]) == (128, 128, 128)

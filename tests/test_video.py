@@ -45,3 +45,37 @@ def test_demo_portraits_load_from_installed_packages():
     for name in demo.PORTRAIT_LANDMARKS:
         image = demo.load_portrait(name)
         assert image.ndim == 3 and image.dtype == np.uint8 and min(image.shape[:2]) >= 400
+
+
+def test_rotation_metadata_is_applied_like_opencv_does(tmp_path):
+    import cv2
+
+    frames = np.zeros((3, 48, 64, 3), np.uint8)
+    frames[:, :10, :20] = 255  # a mark in the stored top-left corner
+    for rotation in (90, 180, 270):
+        path = tmp_path / f"r{rotation}.mp4"
+        write_video(path, frames, rotation=rotation)
+        info = probe(path)
+        upright = next(iter_frames(path))
+        assert info.rotation == rotation
+        assert (info.width, info.height) == (upright.shape[1], upright.shape[0])
+        ok, reference = cv2.VideoCapture(str(path)).read()  # OpenCV rotates by default
+        assert ok and reference.shape == upright.shape
+        assert np.abs(upright.astype(int) - reference[..., ::-1]).mean() < 2
+
+
+def test_target_fps_drops_frames_evenly_and_agrees_with_probe(tmp_path):
+    path = tmp_path / "v.mp4"
+    write_video(path, np.zeros((30, 32, 32, 3), np.uint8), fps=30)
+    info = probe(path, target_fps=10)
+    frames = list(iter_frames(path, target_fps=10))
+    assert info.fps == 10 and info.source_fps == 30 and info.n_frames == len(frames) == 10
+    assert probe(path, target_fps=60).n_frames == 30  # never adds frames
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    from PIL import Image
+
+    for i in range(12):
+        Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)).save(folder / f"f{i}.png")
+    kept = [f[0, 0, 0] // 20 for f in iter_frames(folder, target_fps=15, folder_fps=30)]
+    assert kept == [0, 2, 4, 6, 8, 10] and probe(folder, 30, 15).n_frames == 6
