@@ -381,7 +381,7 @@ def detect_video(
         if detector.landmarker is not None:
             for t, frame in frames:
                 if track.scores[t] > 0:
-                    track.landmarks68[t] = detector.landmarker(frame.rgb(), track.boxes[t])
+                    track.landmarks68[t] = detector.landmarker(frame.grey(), track.boxes[t])
 
     def key(t: int, frame: LazyFrame) -> None:
         nonlocal last, last_full, pending

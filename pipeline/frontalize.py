@@ -65,6 +65,7 @@ TEMPLATE_112 = np.array(
 )
 DEFAULTS = {"method": "similarity", "crop_size": 112, "symmetry": "none"}
 METHODS = ("similarity", "hassner")
+COARSE = 32  # grid of the visibility map (pose, quality, soft symmetry)
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -135,6 +136,8 @@ class Frontalizer:
         self.points = to_object(ref.landmarks_3d())[ref.INNER]
         self.surface = to_object(ref.dense_surface(size).reshape(-1, 3))
         self.mask = ref.head_mask(size)
+        self.coarse = to_object(ref.dense_surface(COARSE).reshape(-1, 3))
+        self.coarse_mask = ref.head_mask(COARSE)
 
     @staticmethod
     def camera(shape: tuple[int, ...]) -> np.ndarray:
@@ -160,53 +163,59 @@ class Frontalizer:
         return rvec, tvec, matrix
 
     def project(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
-        """Where each crop pixel's surface point falls in the frame (size, size, 2), how well it
-        is seen (size, size), and the pose: yaw, pitch, roll and the visible fraction."""
+        """Fit the camera; return (rotation, translation, camera matrix, visibility map on a
+        COARSE × COARSE grid of the crop, pose: yaw, pitch, roll and the visible fraction)."""
         import cv2
 
         rvec, tvec, matrix = self.fit(landmarks68, shape)
         rot, _ = cv2.Rodrigues(rvec)
-        cam = self.surface @ rot.T + tvec.reshape(1, 3)
-        proj = cam @ matrix.T
-        xy = (proj[:, :2] / proj[:, 2:3]).astype(np.float32).reshape(self.size, self.size, 2)
-        seen = self.visibility(xy.reshape(-1, 2), cam[:, 2], matrix[0, 0] / tvec[2, 0])
-        info = {**pose_angles(rot, tvec.ravel()), "visible": float(seen[self.mask].mean())}
-        return xy, seen, info
+        seen = self.visibility(rot, tvec, matrix)
+        info = {**pose_angles(rot, tvec.ravel()), "visible": float(seen[self.coarse_mask].mean())}
+        return rot, tvec, matrix, seen, info
 
     def pose(self, landmarks68: np.ndarray, shape: tuple[int, ...]) -> dict[str, float]:
         """Yaw, pitch, roll (degrees) and visible fraction of the face, without warping."""
-        return self.project(landmarks68, shape)[2]
+        return self.project(landmarks68, shape)[-1]
 
     def warp(self, frame: np.ndarray, landmarks68: np.ndarray) -> tuple[np.ndarray, dict]:
         """Frontal (size, size, 3) crop of one RGB frame; and its pose and visible fraction."""
         import cv2
 
-        xy, seen, info = self.project(landmarks68, frame.shape)
+        rot, tvec, matrix, seen, info = self.project(landmarks68, frame.shape)
+        xy = project_points(self.surface, rot, tvec, matrix).reshape(self.size, self.size, 2)
         crop = cv2.remap(
             frame, xy[..., 0], xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         if self.symmetry == "soft":
+            seen = cv2.resize(seen, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
             crop = soft_symmetry(crop, seen, self.mask)
         return crop, info
 
-    def visibility(self, xy: np.ndarray, depth: np.ndarray, pixels_per_unit: float) -> np.ndarray:
-        """(size, size) float in [0, 1]: how clearly each crop pixel's surface point is seen.
+    def visibility(self, rot: np.ndarray, tvec: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """(COARSE, COARSE) float in [0, 1]: how clearly each part of the crop's surface is seen.
 
-        Projected points are binned on a grid about two surface samples wide; a point is seen
-        when no point of its bin is nearer to the camera by more than 3 units (≈ 5 mm). The
-        mask is blurred a little so symmetry blends smoothly.
+        The surface, sampled on a COARSE grid, is projected and binned on an image grid about
+        two samples wide; a point is seen when no point of its bin is nearer to the camera by
+        more than 3 units (≈ 5 mm). The map is blurred a little so symmetry blends smoothly.
         """
         import cv2
 
-        cell = max(1.0, 2.0 * (112.0 / self.size) * pixels_per_unit)
+        cam = self.coarse @ rot.T + tvec.reshape(1, 3)
+        xy = project_points(self.coarse, rot, tvec, matrix)
+        cell = max(1.0, 2.0 * (112.0 / COARSE) * matrix[0, 0] / tvec[2, 0])
         ij = np.floor(xy / cell).astype(np.int64)
         ij -= ij.min(0)
         key = ij[:, 1] * (ij[:, 0].max() + 1) + ij[:, 0]
         nearest = np.full(key.max() + 1, np.inf)
-        np.minimum.at(nearest, key, depth)
-        seen = (depth <= nearest[key] + 3.0).astype(np.float32).reshape(self.size, self.size)
-        k = max(3, self.size // 28) | 1
-        return cv2.GaussianBlur(seen, (k, k), 0)
+        np.minimum.at(nearest, key, cam[:, 2])
+        seen = (cam[:, 2] <= nearest[key] + 3.0).astype(np.float32).reshape(COARSE, COARSE)
+        return cv2.GaussianBlur(seen, (3, 3), 0)
+
+
+def project_points(points, rot, tvec, matrix) -> np.ndarray:
+    """Pinhole projection of object points (N, 3) → image points (N, 2) float32."""
+    proj = (points @ rot.T + tvec.reshape(1, 3)) @ matrix.T
+    return (proj[:, :2] / proj[:, 2:3]).astype(np.float32)
 
 
 def to_object(points: np.ndarray) -> np.ndarray:

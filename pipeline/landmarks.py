@@ -69,11 +69,12 @@ class Landmarker:
         self.path = predictor_path(model)
         self._predict = dlib.shape_predictor(str(self.path))
 
-    def __call__(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """68 (x, y) points (68, 2) float32 for the face in `box` of an RGB uint8 frame."""
+    def __call__(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """68 (x, y) points (68, 2) float32 for the face in `box` of a uint8 frame, grey (H, W)
+        (faster: dlib reads intensities) or RGB (H, W, 3)."""
         left, top, right, bottom = rect_for(box)
         shape = self._predict(
-            np.ascontiguousarray(rgb), self._dlib.rectangle(left, top, right, bottom)
+            np.ascontiguousarray(image), self._dlib.rectangle(left, top, right, bottom)
         )
         return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
 

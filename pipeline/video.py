@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline.common import VideoError
 
+DECODE_THREADS = 2  # ffmpeg decoding threads per video
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -129,11 +130,12 @@ def _rotation(frame) -> int:
 class LazyFrame:
     """A decoded frame whose RGB array is made only when asked for (`rgb()`)."""
 
-    __slots__ = ("_source", "_rgb", "time", "rotation")
+    __slots__ = ("_source", "_rgb", "_grey", "time", "rotation")
 
     def __init__(self, source, time: float | None = None, rotation: int = 0):
         self._source = source  # an av.VideoFrame or an image Path
         self._rgb: np.ndarray | None = None
+        self._grey: np.ndarray | None = None
         self.time = time  # presentation time in seconds (None for image files)
         self.rotation = rotation  # counter-clockwise degrees applied to make the frame upright
 
@@ -148,6 +150,20 @@ class LazyFrame:
                     rgb = np.ascontiguousarray(np.rot90(rgb, k=self.rotation // 90))
                 self._rgb = rgb
         return self._rgb
+
+    def grey(self) -> np.ndarray:
+        """Luma uint8 (H, W): the decoded Y plane when there is no RGB copy yet (no conversion)."""
+        if self._grey is None:
+            if self._rgb is not None or isinstance(self._source, Path):
+                import cv2
+
+                self._grey = cv2.cvtColor(self.rgb(), cv2.COLOR_RGB2GRAY)
+            else:
+                grey = self._source.to_ndarray(format="gray")
+                if self.rotation:
+                    grey = np.ascontiguousarray(np.rot90(grey, k=self.rotation // 90))
+                self._grey = grey
+        return self._grey
 
 
 def iter_lazy(
@@ -169,6 +185,8 @@ def iter_lazy(
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame threads: same frames, ~1.5x faster on 2 cores
+            stream.thread_count = DECODE_THREADS
             fps = float(stream.average_rate or stream.guessed_rate or 0) or folder_fps
             keep = Resampler(fps, target_fps)
             rotation = None
