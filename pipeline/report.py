@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 from importlib import metadata
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -39,6 +40,7 @@ table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f3f3f3}
 td.l,th.l{text-align:left}.muted{color:#666;font-size:.9em}.best{font-weight:bold}
 .grid{display:flex;flex-wrap:wrap;gap:1em}.grid figure{margin:0}figcaption{font-size:.9em;color:#444}
+.montages figure{margin:0 0 .6em 0}.montages img{image-rendering:pixelated;max-width:100%}
 code{background:#f5f5f5;padding:0 .2em}
 """
 
@@ -207,20 +209,79 @@ def dataset_section(videos: pd.DataFrame, folds: pd.DataFrame, skipped: pd.DataF
     return "\n".join(html)
 
 
-def face_section(face_files: list[str]) -> str:
-    n = valid = multi = 0
+def face_section(
+    face_files: list[str], aligned_files: list[str], montage_dirs: list[str], shown: int = 12
+) -> str:
+    """Face QC: detection accounting, other faces, head pose spread, quality, montages."""
+    n = valid = detected = filled = multi = others = cropped = 0
     for path in face_files:
         with h5py.File(path, "r") as f:
             for vid in f:
-                v = f[vid]["valid"][:]
+                g = f[vid]
+                v = g["valid"][:]
                 n += len(v)
                 valid += int(v.sum())
-                multi += int((f[vid]["n_faces"][:] > 1).sum())
-    return (
-        "<h2>Face detection</h2>"
-        f"<p>A face was found in {valid} of {n} frames ({100 * valid / max(n, 1):.1f} %); "
-        f"{multi} frames showed more than one face (the largest was kept).</p>"
-    )
+                detected += int((g["detected"][:] & v).sum())
+                filled += int(g["filled"][:].sum()) if "filled" in g else 0
+                multi += int((g["n_faces"][:] > 1).sum())
+                others += len(g["others"]) if "others" in g else 0
+                cropped += bool(g.attrs.get("cropped", False))
+    pose = {k: [] for k in ("yaw", "pitch", "roll", "quality")}
+    per_video: list[tuple[float, str]] = []
+    for path in aligned_files:
+        with h5py.File(path, "r") as f:
+            for vid in f:
+                for key in pose:
+                    if key in f[vid]:
+                        pose[key].append(f[vid][key][:])
+                if "quality" in f[vid]:
+                    per_video.append((float(np.mean(f[vid]["quality"][:])), vid))
+    rows = []
+    for key, parts in pose.items():
+        values = np.concatenate(parts) if parts else np.zeros(0)
+        values = values[np.isfinite(values)]
+        if len(values):
+            p5, p50, p95 = np.percentile(values, [5, 50, 95])
+            unit = "" if key == "quality" else " °"
+            rows.append([escape(key), *(f"{x:.2f}{unit}" for x in (p5, p50, p95))])
+    html = [
+        "<h2>Faces</h2>",
+        f"<p>A face was found in {valid} of {n} frames ({100 * valid / max(n, 1):.1f} %): "
+        f"{detected} by the detector, {valid - detected - filled} interpolated between "
+        f"agreeing detections, {filled} across short misses. {multi} frames showed more than "
+        f"one face: the primary subject was followed and {others} other detections recorded "
+        f"apart. {cropped} videos were taken as face crops.</p>",
+    ]
+    if rows:
+        html += [
+            "<h3>Head pose and quality</h3>",
+            "<p class='muted'>Over all frames with a face. Yaw &gt; 0: turned toward image "
+            "right; pitch &gt; 0: looking up; roll &gt; 0: tilted clockwise. Quality: detector "
+            "confidence × visible fraction of the face (1 = confident and frontal).</p>",
+            table_html(["", "5th pct", "median", "95th pct"], rows),
+        ]
+    files = {Path(p).stem: Path(p) for d in montage_dirs for p in Path(d).glob("*.png")}
+    if files:
+        per_video.sort()
+        worst = [vid for _, vid in per_video if vid in files][: shown // 2]
+        rest = [vid for vid in sorted(files) if vid not in worst][: shown - len(worst)]
+        quality = {vid: q for q, vid in per_video}
+        items = []
+        for vid in worst + rest:
+            data = base64.b64encode(files[vid].read_bytes()).decode()
+            label = escape(vid) + (f" · quality {quality[vid]:.2f}" if vid in quality else "")
+            items.append(
+                f"<figure><img alt='{escape(vid)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{label}</figcaption></figure>"
+            )
+        html += [
+            "<h3>Aligned faces</h3>",
+            f"<p class='muted'>8 evenly spaced aligned frames per video; the {len(worst)} "
+            f"videos of lowest mean quality first, then others ({len(items)} of {len(files)} "
+            "shown; all are in results/qc/montages/). A red frame: no face in that frame.</p>",
+            "<div class='montages'>" + "".join(items) + "</div>",
+        ]
+    return "\n".join(html)
 
 
 def collect_skipped(dataset_skipped: str, stage_files: dict[str, list[str]]) -> pd.DataFrame:
@@ -240,7 +301,17 @@ def collect_skipped(dataset_skipped: str, stage_files: dict[str, list[str]]) -> 
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "snakemake", "facenet-pytorch", "numpy", "scikit-learn", "h5py", "av"):
+    for pkg in (
+        "torch",
+        "snakemake",
+        "facenet-pytorch",
+        "dlib-bin",
+        "numpy",
+        "scikit-learn",
+        "h5py",
+        "av",
+        "opencv-python-headless",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -255,6 +326,8 @@ def render(
     skipped: pd.DataFrame,
     face_files: list[str],
     config: dict,
+    aligned_files: list[str] = (),
+    montage_dirs: list[str] = (),
 ) -> str:
     ver = versions()
     run = [
@@ -271,7 +344,7 @@ def render(
             f"<p class='muted'>{len(metrics)} model × backbone combinations, {metrics[0]['n_folds']} subject-independent folds.</p>",
             results_section(metrics),
             dataset_section(videos, folds, skipped),
-            face_section(face_files),
+            face_section(face_files, aligned_files, montage_dirs),
             *run,
         ]
     )
@@ -286,6 +359,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--dataset-skipped", required=True)
     ap.add_argument("--faces", nargs="+", required=True)
     ap.add_argument("--aligned", nargs="+", required=True)
+    ap.add_argument("--montages", nargs="*", default=[], help="montage folders of frontalize")
     ap.add_argument("--config", default="{}", help="the whole config as JSON, shown in the report")
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
@@ -308,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         skipped,
         args.faces,
         parse_params(args.config),
+        args.aligned,
+        args.montages,
     )
     write_text_atomic(args.out, html)
     log.info("wrote %s (%d bytes)", args.out, len(html))

@@ -27,6 +27,8 @@ TINY = {
     },
     "shards": 2,
     "face": {"min_face_size": 20},
+    # the demo (make report) covers similarity alignment; the tests cover the 3D path
+    "frontalize": {"method": "hassner", "symmetry": "soft"},
     "cv": {"k": 2},
     "backbones": {"hog": {"size": 48, "cell": 8}, "pixels": {"size": 24}},
     "models": {
@@ -100,8 +102,49 @@ def test_report_shows_both_models_with_chance_and_confusion_matrices(run):
                 assert fmt(m[level]["mean"][key], m[level]["std"][key]) in html
         assert f'alt="{m["model"]} / {m["backbone"]} (video level)"' in html
     assert "chance" in html and fmt(1 / 6) in html
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count('(video level)"') == 2 and html.count('(clip level)"') == 2
+    n_videos = len(read_csv(workdir / "results/dataset/videos.csv"))
+    assert "Aligned faces" in html and html.count("<figure><img alt='") == min(12, n_videos)
     assert "http://" not in html and "https://" not in html
+
+
+def test_face_stages_record_tracks_landmarks_pose_and_montages(run):
+    import h5py
+
+    workdir, _ = run
+    videos = read_csv(workdir / "results/dataset/videos.csv")
+    seen = {}
+    for shard in (0, 1):
+        with h5py.File(workdir / f"results/faces/shard-{shard}.h5") as faces:
+            for vid in faces:
+                g = faces[vid]
+                assert g["landmarks68"].shape == (len(g["valid"]), 68, 2)
+                assert (g["track"][:][g["valid"][:]] >= 0).all()
+        with h5py.File(workdir / f"results/aligned/shard-{shard}.h5") as aligned:
+            for vid in aligned:
+                g = aligned[vid]
+                assert g.attrs["method"] == "hassner"
+                quality = g["quality"][:]
+                assert ((quality >= 0) & (quality <= 1)).all() and quality.mean() > 0.5
+                assert np.nanmax(np.abs(g["yaw"][:])) < 45
+                seen[vid] = shard
+        montages = workdir / f"results/qc/montages/shard-{shard}"
+        assert sorted(p.stem for p in montages.glob("*.png")) == sorted(
+            v for v, s in seen.items() if s == shard
+        )
+    assert sorted(seen) == sorted(videos.video_id)
+
+
+def test_changing_frontalization_keeps_detection(run):
+    workdir, root = run
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["frontalize"] = {"method": "similarity"}
+    changed = workdir / "similarity.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    dry = snakemake(workdir, root, "results/report.html", "-n", "--configfile", str(changed))
+    assert dry.returncode == 0, dry.stderr
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert counts["frontalize"] == 2 and "detect_faces" not in counts and "dataset" not in counts
 
 
 def test_folds_never_split_a_subject(run):

@@ -6,6 +6,7 @@ rule report:
         skipped="results/qc/dataset_skipped.csv",
         faces=expand("results/faces/shard-{shard}.h5", shard=SHARDS),
         aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
+        montages=expand("results/qc/montages/shard-{shard}", shard=SHARDS),
     output:
         report="results/report.html",
     log:
@@ -15,5 +16,5 @@ rule report:
     shell:
         "{PY} -m pipeline.report --metrics {input.metrics:q} --videos {input.videos:q} "
         "--folds {input.folds:q} --dataset-skipped {input.skipped:q} --faces {input.faces:q} "
-        "--aligned {input.aligned:q} --config {params.config:q} --out {output.report:q} "
+        "--aligned {input.aligned:q} --montages {input.montages:q} --config {params.config:q} --out {output.report:q} "
         "> {log:q} 2>&1"
