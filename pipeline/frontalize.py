@@ -194,21 +194,23 @@ class Frontalizer:
     def visibility(self, rot: np.ndarray, tvec: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """(COARSE, COARSE) float in [0, 1]: how clearly each part of the crop's surface is seen.
 
-        The surface, sampled on a COARSE grid, is projected and binned on an image grid about
-        two samples wide; a point is seen when no point of its bin is nearer to the camera by
-        more than 3 units (≈ 5 mm). The map is blurred a little so symmetry blends smoothly.
+        The surface, sampled on a COARSE grid, is projected and binned on an image grid one
+        sample wide; a point is seen when no point of its bin is nearer to the camera by more
+        than 6 units (≈ 10 mm, so neighbours on a slope do not hide each other). A frontal face
+        is ~99 % visible, one turned 40° ~93 %. The map is blurred a little so symmetry blends
+        smoothly.
         """
         import cv2
 
         cam = self.coarse @ rot.T + tvec.reshape(1, 3)
         xy = project_points(self.coarse, rot, tvec, matrix)
-        cell = max(1.0, 2.0 * (112.0 / COARSE) * matrix[0, 0] / tvec[2, 0])
+        cell = max(1.0, (112.0 / COARSE) * matrix[0, 0] / tvec[2, 0])
         ij = np.floor(xy / cell).astype(np.int64)
         ij -= ij.min(0)
         key = ij[:, 1] * (ij[:, 0].max() + 1) + ij[:, 0]
         nearest = np.full(key.max() + 1, np.inf)
         np.minimum.at(nearest, key, cam[:, 2])
-        seen = (cam[:, 2] <= nearest[key] + 3.0).astype(np.float32).reshape(COARSE, COARSE)
+        seen = (cam[:, 2] <= nearest[key] + 6.0).astype(np.float32).reshape(COARSE, COARSE)
         return cv2.GaussianBlur(seen, (3, 3), 0)
 
 

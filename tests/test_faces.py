@@ -186,3 +186,23 @@ def test_missing_landmark_model_says_where_to_put_it(tmp_path):
     assert predictor_path().name == "shape_predictor_68_face_landmarks.dat"
     with pytest.raises(ConfigError, match="shape_predictor_68_face_landmarks.dat"):
         predictor_path(str(tmp_path / "nope.dat"))
+
+
+def test_a_sideways_phone_video_is_detected_upright(tmp_path, detector):
+    from pipeline.video import probe
+
+    upright = np.stack(frames(2, 10))  # (10, 240, 320, 3)
+    stored = np.ascontiguousarray(np.rot90(upright, k=-1, axes=(1, 2)))  # sideways, 320 × 240
+    path = tmp_path / "phone.mp4"
+    write_video(path, stored, rotation=90)  # the player turns it back
+    info = probe(path)
+    assert (info.rotation, info.width, info.height) == (90, 320, 240)
+    out = detect_video(detector, str(path), 10)
+    reference = detect_video(detector, str(_write(tmp_path / "upright.mp4", upright)), 10)
+    assert out["valid"].all()
+    np.testing.assert_allclose(out["boxes"], reference["boxes"], atol=4)
+
+
+def _write(path, video):
+    write_video(path, video)
+    return path
