@@ -19,7 +19,7 @@ method. A montage PNG of 8 evenly spaced aligned faces per video goes to the mon
 
 Output `aligned/shard-{k}.h5`, one group per video (attrs fps, method):
 
-    frames   (T, S, S, 3) uint8  aligned RGB crops, chunked 16 frames at a time
+    frames   (T, S, S, 3) uint8  aligned RGB crops, chunked 16 frames at a time, lzf
     valid    (T,) bool           a face was found in that frame
     score    (T,) float32        detector confidence (0 where no face)
     yaw      (T,) float32        head pose, degrees, relative to the line of sight (NaN where
@@ -291,8 +291,7 @@ def frontalize_video(
         shape=(n, size, size, 3),
         dtype=np.uint8,
         chunks=frame_chunks((n, size, size, 3)),
-        compression="gzip",
-        compression_opts=4,
+        compression="lzf",  # ships with h5py; 2.5x faster to write than gzip, ~15 % larger
     )
     pose = {k: np.full(n, np.nan, np.float32) for k in ("yaw", "pitch", "roll", "visible")}
     cropped = bool(det.attrs.get("cropped", False))
