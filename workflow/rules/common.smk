@@ -17,7 +17,10 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
 
-if config["frontalize"]["method"] == "hassner" and config["face"]["landmarks"] != "dlib":
+if (
+    config["frontalize"]["method"] == "hassner"
+    and config["face"]["landmarks"] != "dlib"
+):
     raise WorkflowError(
         "config: frontalize.method hassner needs 68-point landmarks; set face.landmarks: dlib "
         "(or use frontalize.method: similarity)"
