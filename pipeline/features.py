@@ -4,15 +4,18 @@ Output `features/{backbone}/shard-{k}.h5`: one dataset per video, named by video
 
     vectors backbones: (T, D) float16      pixels backbone: (T, H, W, C) uint8
 
-chunked 16 frames along time and gzip-compressed. Attributes: backbone, kind, params (JSON),
-and per dataset `fps`. Frames are processed `batch` at a time: memory does not grow with
-video length.
+row t being decoded frame t of the video (all of them: frames without a face hold the
+features of the nearest face, see `valid`), chunked 16 frames along time and gzip-compressed.
+File attributes: backbone, kind, params (JSON), config_hash (of params), weights_digest
+(sha256 of the weights file, "" for backbones without weights), input (the backbone's input
+size, JSON), describe (JSON), skipped (JSON). Dataset attributes: fps, n_frames, first_frame
+(0), valid_fraction. Frames are processed BATCH at a time: memory does not grow with video
+length. The rule `feature_index` lists every dataset in `features/{backbone}/index.csv`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 
@@ -70,20 +73,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     params = parse_params(args.params)
     backbone = build_backbone(args.backbone, params)
+    described = backbone.describe()
     attrs = {
         "backbone": args.backbone,
         "kind": backbone.kind,
         "params": params,
         "config_hash": digest(params),
+        "weights_digest": getattr(backbone, "weights_digest", ""),
+        "input": described.get("input", []),
+        "describe": described,
     }
     with (
         h5py.File(args.aligned, "r") as aligned,
         shard_writer(args.out, **attrs) as (out, _skipped),
     ):
-        out.attrs["describe"] = json.dumps(backbone.describe(), sort_keys=True)
         for vid in aligned:
             ds = extract(backbone, aligned[vid]["frames"], out, vid)
+            valid = aligned[vid]["valid"][:]
             ds.attrs["fps"] = aligned[vid].attrs["fps"]
+            ds.attrs["n_frames"] = len(valid)
+            ds.attrs["first_frame"] = 0
+            ds.attrs["valid_fraction"] = float(valid.mean()) if len(valid) else 0.0
         log.info("%s: %d videos with backbone %s", args.out, len(aligned), args.backbone)
 
 

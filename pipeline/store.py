@@ -2,6 +2,9 @@
 
 Every per-shard file is written to a temporary name and renamed when complete, and carries a
 root attribute `skipped` (JSON: video_id → reason) for the videos that stage could not use.
+
+`python -m pipeline.store --features F [F ...] --out index.csv` writes the index table of
+feature files (the `feature_index` rule).
 """
 
 from __future__ import annotations
@@ -47,6 +50,31 @@ def find_video(paths: list[str | Path], video_id: str) -> Path:
             if video_id in f:
                 return Path(path)
     raise KeyError(f"video {video_id!r} is in none of {len(paths)} shard files")
+
+
+def index_table(paths: list[str | Path]):
+    """One row per video dataset of feature files: where it is and what it holds (pandas)."""
+    import pandas as pd
+
+    rows = []
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            common = {k: f.attrs.get(k, "") for k in ("backbone", "kind", "config_hash")}
+            common["weights_digest"] = f.attrs.get("weights_digest", "")
+            for vid, ds in f.items():
+                rows.append(
+                    {
+                        "video_id": vid,
+                        "file": str(path),
+                        "n_frames": ds.shape[0],
+                        "shape": "x".join(map(str, ds.shape[1:])),
+                        "dtype": str(ds.dtype),
+                        "fps": float(ds.attrs.get("fps", float("nan"))),
+                        "valid_fraction": float(ds.attrs.get("valid_fraction", float("nan"))),
+                        **common,
+                    }
+                )
+    return pd.DataFrame(rows)
 
 
 def frame_chunks(shape: tuple[int, ...], frames: int = 16) -> tuple[int, ...]:
@@ -127,3 +155,22 @@ def pad_clip(frames: np.ndarray, length: int) -> np.ndarray:
         return frames[:length]
     pad = np.repeat(frames[-1:], length - len(frames), axis=0)
     return np.concatenate([frames, pad])
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    from pipeline.common import setup_logging, write_csv_atomic
+
+    ap = argparse.ArgumentParser(description="Index the video datasets of feature files as CSV.")
+    ap.add_argument("--features", nargs="+", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    setup_logging()
+    write_csv_atomic(args.out, index_table(args.features))
+
+
+if __name__ == "__main__":
+    from pipeline.common import run_main
+
+    run_main(main)

@@ -47,6 +47,7 @@ class Backbone:
     def describe(self) -> dict:
         return {
             "dim": self.dim,
+            "input": [self.size, self.size, 1],
             "size": self.size,
             "cell": self.cell,
             "orientations": self.orientations,

@@ -32,4 +32,8 @@ class Backbone:
         return out
 
     def describe(self) -> dict:
-        return {"size": self.size, "channels": self.channels}
+        return {
+            "size": self.size,
+            "channels": self.channels,
+            "input": [self.size, self.size, self.channels],
+        }

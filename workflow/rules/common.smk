@@ -26,6 +26,16 @@ if (
         "(or use frontalize.method: similarity)"
     )
 
+_facenet = (config["backbones"] or {}).get("facenet", None)
+if "facenet" in (config["backbones"] or {}):
+    _weights = (_facenet or {}).get("weights")
+    if not _weights or not os.path.isfile(_weights):
+        raise WorkflowError(
+            f"config: backbones.facenet.weights is {_weights!r}, not a file: download "
+            "20180402-114759-vggface2.pt from the facenet-pytorch GitHub releases on a machine "
+            "with internet, copy it here and give its path (nothing is downloaded at run time)"
+        )
+
 # The interpreter running Snakemake also runs the stages (the project's .venv).
 PY = shlex.quote(sys.executable)
 SHARDS = list(range(config["shards"]))

@@ -14,3 +14,15 @@ rule extract_features:
         "{PY} -m pipeline.features --aligned {input.aligned:q} --backbone {wildcards.backbone} "
         "--out {output.features:q} --params {params.backbone:q} --threads {threads} "
         "> {log:q} 2>&1"
+
+
+rule feature_index:
+    input:
+        features=get_features,
+    output:
+        index="results/features/{backbone}/index.csv",
+    log:
+        "logs/feature_index/{backbone}.log",
+    shell:
+        "{PY} -m pipeline.store --features {input.features:q} --out {output.index:q} "
+        "> {log:q} 2>&1"

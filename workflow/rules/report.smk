@@ -7,6 +7,9 @@ rule report:
         faces=expand("results/faces/shard-{shard}.h5", shard=SHARDS),
         aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
         montages=expand("results/qc/montages/shard-{shard}", shard=SHARDS),
+        index=expand(
+            "results/features/{backbone}/index.csv", backbone=list(config["backbones"])
+        ),
     output:
         report="results/report.html",
     log:

