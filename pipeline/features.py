@@ -73,9 +73,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     params = parse_params(args.params)
     backbone = build_backbone(args.backbone, params)
+    extract_shard(backbone, args.backbone, params, args.aligned, args.out)
+
+
+def extract_shard(backbone, name: str, params: dict, aligned_path: str, out_path: str) -> None:
+    """Run `backbone` over every video of an aligned shard file into a new feature file."""
     described = backbone.describe()
     attrs = {
-        "backbone": args.backbone,
+        "backbone": name,
         "kind": backbone.kind,
         "params": params,
         "config_hash": digest(params),
@@ -84,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "describe": described,
     }
     with (
-        h5py.File(args.aligned, "r") as aligned,
-        shard_writer(args.out, **attrs) as (out, _skipped),
+        h5py.File(aligned_path, "r") as aligned,
+        shard_writer(out_path, **attrs) as (out, _skipped),
     ):
         for vid in aligned:
             ds = extract(backbone, aligned[vid]["frames"], out, vid)
@@ -94,8 +99,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ds.attrs["n_frames"] = len(valid)
             ds.attrs["first_frame"] = 0
             ds.attrs["valid_fraction"] = float(valid.mean()) if len(valid) else 0.0
-        log.info("%s: %d videos with backbone %s", args.out, len(aligned), args.backbone)
-
+        log.info("%s: %d videos with backbone %s", out_path, len(aligned), name)
 
 if __name__ == "__main__":
     run_main(main)

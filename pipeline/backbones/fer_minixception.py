@@ -213,7 +213,7 @@ class Backbone:
     kind = VECTORS
     dim = 128 + len(CLASSES)
 
-    def __init__(self, weights: str | None = None, device: str = "auto", batch: int = 256):
+    def __init__(self, weights: str | None = None, device: str = "auto", batch: int = 32):
         import torch
 
         self.path = weights_path(weights)
