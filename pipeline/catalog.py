@@ -20,6 +20,7 @@ class Entry:
     module: str
     kind: str  # VECTORS: (T, D) per-frame features; PIXELS: (T, H, W, C) uint8 clips
     summary: str
+    per_fold: bool = False  # fitted on labels: trained and extracted inside each fold
 
 
 BACKBONES: dict[str, Entry] = {
@@ -32,6 +33,12 @@ BACKBONES: dict[str, Entry] = {
     ),
     "facenet": Entry(
         "pipeline.backbones.facenet", VECTORS, "InceptionResnetV1 face embedding (local weights)"
+    ),
+    "resnet-attention": Entry(
+        "pipeline.backbones.resnet_attention",
+        VECTORS,
+        "ResNet with channel attention, trained per fold on the training subjects",
+        per_fold=True,
     ),
 }
 

@@ -64,6 +64,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="{}", help="the backbone's config section as JSON")
+    ap.add_argument("--checkpoint", help="a per-fold backbone's trained model.pt")
     ap.add_argument("--threads", type=int, default=1)
     return ap.parse_args(argv)
 
@@ -72,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     params = parse_params(args.params)
-    backbone = build_backbone(args.backbone, params)
+    extra = {"checkpoint": args.checkpoint} if args.checkpoint else {}
+    backbone = build_backbone(args.backbone, {**params, **extra})
     extract_shard(backbone, args.backbone, params, args.aligned, args.out)
 
 
@@ -100,6 +102,7 @@ def extract_shard(backbone, name: str, params: dict, aligned_path: str, out_path
             ds.attrs["first_frame"] = 0
             ds.attrs["valid_fraction"] = float(valid.mean()) if len(valid) else 0.0
         log.info("%s: %d videos with backbone %s", out_path, len(aligned), name)
+
 
 if __name__ == "__main__":
     run_main(main)

@@ -30,7 +30,11 @@ TINY = {
     # the demo (make report) covers similarity alignment; the tests cover the 3D path
     "frontalize": {"method": "hassner", "symmetry": "soft"},
     "cv": {"k": 2},
-    "backbones": {"hog": {"size": 48, "cell": 8}, "pixels": {"size": 24}},
+    "backbones": {
+        "hog": {"size": 48, "cell": 8},
+        "pixels": {"size": 24},
+        "resnet-attention": {"size": 32, "width": 4, "epochs": 2, "frames_per_video": 4},
+    },
     "models": {
         "gru": {"epochs": 3, "lr": 0.001, "hidden": 16, "proj": 32},
         "c3d": {"epochs": 2, "lr": 0.003, "width": 4, "blocks": 2, "grid": 2},
@@ -77,7 +81,7 @@ def run(tmp_path_factory, request):
 def test_metrics_are_consistent_and_complete(run):
     workdir, _ = run
     folds = read_csv(workdir / "results/folds.csv")
-    for name in ("gru_hog", "c3d_pixels"):
+    for name in ("gru_hog", "c3d_pixels", "gru_resnet-attention"):
         m = json.loads((workdir / f"results/metrics/{name}.json").read_text())
         assert m["n_folds"] == 2 and m["n_videos"] == len(folds)
         assert m["classes"] == sorted(folds.label.unique())
@@ -95,14 +99,14 @@ def test_metrics_are_consistent_and_complete(run):
 def test_report_shows_both_models_with_chance_and_confusion_matrices(run):
     workdir, _ = run
     html = (workdir / "results/report.html").read_text()
-    for name in ("gru_hog", "c3d_pixels"):
+    for name in ("gru_hog", "c3d_pixels", "gru_resnet-attention"):
         m = json.loads((workdir / f"results/metrics/{name}.json").read_text())
         for level in ("clip", "video"):
             for key in ("war", "uar"):
                 assert fmt(m[level]["mean"][key], m[level]["std"][key]) in html
         assert f'alt="{m["model"]} / {m["backbone"]} (video level)"' in html
     assert "chance" in html and fmt(1 / 6) in html
-    assert html.count('(video level)"') == 2 and html.count('(clip level)"') == 2
+    assert html.count('(video level)"') == 3 and html.count('(clip level)"') == 3
     n_videos = len(read_csv(workdir / "results/dataset/videos.csv"))
     assert "Aligned faces" in html and html.count("<figure><img alt='") == min(12, n_videos)
     assert "http://" not in html and "https://" not in html
@@ -147,6 +151,40 @@ def test_changing_frontalization_keeps_detection(run):
     assert counts["frontalize"] == 2 and "detect_faces" not in counts and "dataset" not in counts
 
 
+def test_per_fold_backbone_never_sees_its_test_subjects(run):
+    import h5py
+    import torch
+
+    workdir, root = run
+    folds = read_csv(workdir / "results/folds.csv")
+    for fold in (0, 1):
+        saved = torch.load(
+            workdir / f"results/backbones/resnet-attention/fold{fold}/model.pt", weights_only=True
+        )
+        test_subjects = set(folds[folds.fold == fold].subject)
+        assert saved["meta"]["fold"] == fold and saved["meta"]["train_subjects"]
+        assert not set(saved["meta"]["train_subjects"]) & test_subjects
+        with h5py.File(workdir / f"results/features/resnet-attention/fold{fold}/shard-0.h5") as f:
+            assert json.loads(f.attrs["describe"])["fold"] == fold
+    index = read_csv(workdir / "results/features/resnet-attention/index.csv")
+    assert len(index) == 2 * len(folds)  # every video, once per fold
+    # retraining the fold-1 backbone redoes fold 1's features and training only
+    model = "results/backbones/resnet-attention/fold1/model.pt"
+    dry = snakemake(workdir, root, "-n", "--forcerun", model, "--", "results/report.html")
+    assert dry.returncode == 0, dry.stderr
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert counts == {
+        "train_backbone": 1,
+        "extract_fold_features": 2,
+        "feature_index": 1,
+        "train": 1,
+        "evaluate": 1,
+        "report": 1,
+    }, counts
+    assert "output: results/features/resnet-attention/fold1/" in dry.stdout
+    assert "output: results/features/resnet-attention/fold0/" not in dry.stdout
+
+
 def test_folds_never_split_a_subject(run):
     workdir, _ = run
     folds = read_csv(workdir / "results/folds.csv")
@@ -169,7 +207,7 @@ def test_changing_one_learning_rate_reruns_only_that_model(run):
     changed.write_text(yaml.safe_dump(config))
     dry = snakemake(workdir, root, "results/report.html", "-n", "--configfile", str(changed))
     assert dry.returncode == 0, dry.stderr
-    assert job_counts(dry.stdout + dry.stderr) == {"train": 2, "evaluate": 1, "report": 1}
+    assert job_counts(dry.stdout + dry.stderr) == {"train": 4, "evaluate": 2, "report": 1}
     assert "models/gru/hog/fold0" in dry.stdout + dry.stderr
     assert "models/c3d" not in dry.stdout + dry.stderr
 

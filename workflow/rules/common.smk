@@ -93,12 +93,36 @@ def get_model_params(wildcards):
     return json.dumps(config["models"][wildcards.model] or {}, sort_keys=True)
 
 
+SHARED_BACKBONES = [b for b, e in catalog.BACKBONES.items() if not e.per_fold]
+FOLD_BACKBONES = [b for b, e in catalog.BACKBONES.items() if e.per_fold]
+
+
 def get_features(wildcards):
+    """A fold's features: per-fold backbones have their own files for every fold."""
+    if catalog.BACKBONES[wildcards.backbone].per_fold:
+        return expand(
+            "results/features/{backbone}/fold{fold}/shard-{shard}.h5",
+            backbone=wildcards.backbone,
+            fold=wildcards.fold,
+            shard=SHARDS,
+        )
     return expand(
         "results/features/{backbone}/shard-{shard}.h5",
         backbone=wildcards.backbone,
         shard=SHARDS,
     )
+
+
+def get_all_features(wildcards):
+    """Every feature file of a backbone (all folds for per-fold backbones)."""
+    if catalog.BACKBONES[wildcards.backbone].per_fold:
+        return expand(
+            "results/features/{backbone}/fold{fold}/shard-{shard}.h5",
+            backbone=wildcards.backbone,
+            fold=FOLDS,
+            shard=SHARDS,
+        )
+    return get_features(wildcards)
 
 
 def get_predictions(wildcards):

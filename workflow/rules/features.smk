@@ -7,6 +7,8 @@ rule extract_features:
         "logs/extract_features/{backbone}/shard-{shard}.log",
     benchmark:
         "benchmarks/extract_features/{backbone}/shard-{shard}.tsv"
+    wildcard_constraints:
+        backbone="|".join(SHARED_BACKBONES),
     threads: 1
     params:
         backbone=get_backbone_params,
@@ -16,9 +18,53 @@ rule extract_features:
         "> {log:q} 2>&1"
 
 
+# Backbones fitted on labels (resnet-attention): trained inside each fold on its training
+# subjects only, then used for that fold's features only.
+rule train_backbone:
+    input:
+        aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
+        folds="results/folds.csv",
+    output:
+        weights="results/backbones/{backbone}/fold{fold}/model.pt",
+    log:
+        "logs/train_backbone/{backbone}/fold{fold}.log",
+    benchmark:
+        "benchmarks/train_backbone/{backbone}/fold{fold}.tsv"
+    wildcard_constraints:
+        backbone="|".join(FOLD_BACKBONES),
+    threads: 1
+    params:
+        backbone=get_backbone_params,
+    shell:
+        "{PY} -m pipeline.backbones.resnet_attention --aligned {input.aligned:q} "
+        "--folds {input.folds:q} --fold {wildcards.fold} --params {params.backbone:q} "
+        "--threads {threads} --out {output.weights:q} > {log:q} 2>&1"
+
+
+rule extract_fold_features:
+    input:
+        aligned="results/aligned/shard-{shard}.h5",
+        weights="results/backbones/{backbone}/fold{fold}/model.pt",
+    output:
+        features="results/features/{backbone}/fold{fold}/shard-{shard}.h5",
+    log:
+        "logs/extract_features/{backbone}/fold{fold}/shard-{shard}.log",
+    benchmark:
+        "benchmarks/extract_features/{backbone}/fold{fold}/shard-{shard}.tsv"
+    wildcard_constraints:
+        backbone="|".join(FOLD_BACKBONES),
+    threads: 1
+    params:
+        backbone=get_backbone_params,
+    shell:
+        "{PY} -m pipeline.features --aligned {input.aligned:q} --backbone {wildcards.backbone} "
+        "--checkpoint {input.weights:q} --out {output.features:q} "
+        "--params {params.backbone:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule feature_index:
     input:
-        features=get_features,
+        features=get_all_features,
     output:
         index="results/features/{backbone}/index.csv",
     log:
