@@ -147,6 +147,26 @@ class ClipReader:
         self._handles.clear()
 
 
+class ClipDataset:
+    """A map-style dataset of the clips of a clips.csv table for torch's DataLoader.
+
+    Item i is (clip (length, ...) array, row index). Works with any number of workers: the
+    shared ClipReader opens one handle per process, so no HDF5 handle crosses a fork.
+    """
+
+    def __init__(self, paths: list[str | Path], table, length: int = 16):
+        self.reader = ClipReader(paths)
+        self.table = table.reset_index(drop=True)
+        self.length = length
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int):
+        row = self.table.iloc[i]
+        return self.reader.clip(row.video_id, int(row.start), int(row.stop), self.length), i
+
+
 def pad_clip(frames: np.ndarray, length: int) -> np.ndarray:
     """(n, ...) → (length, ...): repeat the last frame when n < length."""
     if len(frames) == 0:

@@ -43,3 +43,36 @@ def test_shard_writer_records_skips(tmp_path):
         skipped["v"] = "no face"
     with h5py.File(path) as f:
         assert f.attrs["shard"] == 1 and "no face" in f.attrs["skipped"]
+
+
+def test_clip_dataset_works_with_multi_worker_dataloaders(tmp_path):
+    import os
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pipeline.store import ClipDataset
+
+    path = tmp_path / "shard-0.h5"
+    with shard_writer(path) as (f, _):
+        for v in ("a", "b"):
+            f.create_dataset(v, data=np.arange(40, dtype=np.float32)[:, None] + (v == "b") * 1000)
+    table = pd.DataFrame({"video_id": ["a", "b"] * 4, "start": [0, 8] * 4, "stop": [16, 24] * 4})
+
+    class Traced(ClipDataset):
+        def __getitem__(self, i):
+            clip, i = super().__getitem__(i)
+            used = [pid for pid, _ in self.reader._handles if pid == os.getpid()]
+            return clip, i, os.getpid(), len(used)
+
+    dataset = Traced([path], table)
+    serial = np.stack([dataset[i][0] for i in range(len(dataset))])  # the parent opens a handle
+    loader = DataLoader(dataset, batch_size=3, num_workers=2, multiprocessing_context="fork")
+    batches = list(loader)
+    clips = np.concatenate([b[0].numpy() for b in batches])
+    order = np.concatenate([b[1].numpy() for b in batches])
+    np.testing.assert_array_equal(clips, serial[order])
+    worker_pids = {int(p) for b in batches for p in b[2]}
+    assert os.getpid() not in worker_pids and len(worker_pids) == 2
+    assert all(int(n) == 1 for b in batches for n in b[3])  # each worker used its own handle
+    assert torch.is_tensor(batches[0][0])
