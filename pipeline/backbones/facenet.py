@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.catalog import VECTORS
-from pipeline.common import ConfigError, file_digest, resolve_device
+from pipeline.backbones import TorchBackbone
+from pipeline.common import ConfigError, file_digest
 
 SIZE = 160
 HINT = (
@@ -56,7 +56,7 @@ def load_state(net, path: Path) -> None:
         )
 
 
-class Backbone:
+class Backbone(TorchBackbone):
     """InceptionResnetV1 embeddings of the aligned face.
 
     Args:
@@ -65,24 +65,18 @@ class Backbone:
         batch: frames per forward pass.
     """
 
-    kind = VECTORS
     dim = 512
 
     def __init__(self, weights: str | None = None, device: str = "auto", batch: int = 64):
-        import torch
         from facenet_pytorch import InceptionResnetV1
 
         self.path = weights_path(weights)
         self.weights_digest = file_digest(self.path)
-        self.device = resolve_device(device)
-        self.batch = batch
-        self.net = InceptionResnetV1(pretrained=None, classify=False)
-        load_state(self.net, self.path)
-        self.net.eval().to(self.device)
-        self._torch = torch
+        net = InceptionResnetV1(pretrained=None, classify=False)
+        load_state(net, self.path)
+        self.setup(net, device, batch)
 
-    @staticmethod
-    def preprocess(frames: np.ndarray) -> np.ndarray:
+    def preprocess(self, frames: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 RGB → (N, 3, 160, 160) float32, standardised."""
         import cv2
 
@@ -94,18 +88,8 @@ class Backbone:
             out[i] = img.transpose(2, 0, 1)
         return (out - 127.5) / 128.0
 
-    def forward(self, inputs: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        outs = []
-        with torch.inference_mode():
-            for start in range(0, len(inputs), self.batch):
-                x = torch.from_numpy(inputs[start : start + self.batch]).to(self.device)
-                outs.append(self.net(x).float().cpu().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 aligned crops → (N, 512) float32 unit vectors."""
-        return self.forward(self.preprocess(frames))
+    def embed(self, x):
+        return self.net(x)  # L2-normalised 512-d embeddings
 
     def describe(self) -> dict:
         return {

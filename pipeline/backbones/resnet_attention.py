@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.catalog import VECTORS
+from pipeline.backbones import TorchBackbone
 from pipeline.common import (
     ConfigError,
     atomic_path,
@@ -155,6 +155,8 @@ def train_fold(aligned_paths, folds, fold: int, params: dict, out: str, threads:
     """Train the frame classifier on the training subjects of `fold`; save it to `out`."""
     import torch
 
+    from pipeline.train import class_weights
+
     p = {**DEFAULTS, **params}
     set_threads(threads)
     seed_everything(int(p["seed"]) + fold)
@@ -171,9 +173,8 @@ def train_fold(aligned_paths, folds, fold: int, params: dict, out: str, threads:
     to_index = {c: i for i, c in enumerate(classes)}
     y = torch.tensor([to_index[c] for c in labels])
     net = build(len(classes), **{k: p[k] for k in ARCH_KEYS if k != "size"}).to(device)
-    counts = np.bincount(y.numpy(), minlength=len(classes)).astype(np.float32)
-    weights = torch.from_numpy(np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0))
-    loss_fn = torch.nn.CrossEntropyLoss(weight=(weights / weights[weights > 0].mean()).to(device))
+    weights = torch.from_numpy(class_weights(y.numpy(), len(classes))).to(device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     opt = torch.optim.Adam(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
     gen = torch.Generator().manual_seed(int(p["seed"]) + fold)
     log.info("fold %d: %d frames of %d training videos", fold, len(x), train.video_id.nunique())
@@ -207,7 +208,7 @@ def train_fold(aligned_paths, folds, fold: int, params: dict, out: str, threads:
         torch.save({"state_dict": net.cpu().state_dict(), "meta": meta}, tmp)
 
 
-class Backbone:
+class Backbone(TorchBackbone):
     """Pooled last-stage activations of a fold's trained ResNet-attention.
 
     Args:
@@ -217,7 +218,6 @@ class Backbone:
         (the training settings of DEFAULTS are accepted and ignored here)
     """
 
-    kind = VECTORS
     per_fold = True
 
     def __init__(self, checkpoint: str | None = None, device: str = "auto", batch: int = 128, **_):
@@ -233,25 +233,17 @@ class Backbone:
         self.meta = saved["meta"]
         arch = {k: self.meta["params"][k] for k in ARCH_KEYS}
         self.size = arch["size"]
-        self.net = build(len(self.meta["classes"]), **arch)
-        self.net.load_state_dict(saved["state_dict"], strict=True)
-        self.device = resolve_device(device)
-        self.net.eval().to(self.device)
-        self.batch = batch
-        self.dim = self.net.dim
+        net = build(len(self.meta["classes"]), **arch)
+        net.load_state_dict(saved["state_dict"], strict=True)
+        self.dim = net.dim
         self.weights_digest = file_digest(checkpoint)
-        self._torch = torch
+        self.setup(net, device, batch)
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 aligned crops → (N, dim) float32."""
-        torch = self._torch
-        x = preprocess(frames, self.size)
-        outs = []
-        with torch.inference_mode():
-            for start in range(0, len(x), self.batch):
-                xb = torch.from_numpy(x[start : start + self.batch]).to(self.device)
-                outs.append(self.net.features(xb).float().cpu().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+    def preprocess(self, frames: np.ndarray) -> np.ndarray:
+        return preprocess(frames, self.size)
+
+    def embed(self, x):
+        return self.net.features(x)
 
     def describe(self) -> dict:
         return {
