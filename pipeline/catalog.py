@@ -45,6 +45,9 @@ BACKBONES: dict[str, Entry] = {
 MODELS: dict[str, Entry] = {
     "gru": Entry("pipeline.models.gru", VECTORS, "GRU over per-frame feature vectors"),
     "c3d": Entry("pipeline.models.c3d", PIXELS, "C3D-style 3D-CNN over pixel clips"),
+    "pyranet3d": Entry(
+        "pipeline.models.pyranet3d", PIXELS, "3DPyraNet / EmoP3D pyramidal neurons over pixel clips"
+    ),
 }
 
 

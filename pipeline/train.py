@@ -7,7 +7,7 @@ fitted (input normalisation, class weights) uses the training clips only. Traini
 Outputs under `models/{model}/{backbone}/fold{k}/`:
 
     model.pt         state_dict + metadata (model, backbone, classes, params, input shape)
-    history.csv      epoch, loss, train_acc, seconds
+    history.csv      epoch, lr, loss, train_acc, seconds
     predictions.csv  one row per test clip: video_id, subject, label, start, stop, fold,
                      pred and p_<class> probabilities
 """
@@ -38,8 +38,29 @@ from pipeline.store import ClipReader
 
 log = logging.getLogger(__name__)
 
-TRAIN_KEYS = ("lr", "epochs", "batch_size", "weight_decay", "augment", "backbones")
-DEFAULTS = {"lr": 1e-3, "epochs": 20, "batch_size": 32, "weight_decay": 1e-4, "augment": True}
+TRAIN_KEYS = (
+    "lr",
+    "epochs",
+    "batch_size",
+    "weight_decay",
+    "augment",
+    "backbones",
+    "optimizer",
+    "momentum",
+    "lr_step",
+    "lr_gamma",
+)
+DEFAULTS = {
+    "lr": 1e-3,
+    "epochs": 20,
+    "batch_size": 32,
+    "weight_decay": 1e-4,
+    "augment": True,
+    "optimizer": "adam",
+    "momentum": 0.9,
+    "lr_step": 0,
+    "lr_gamma": 0.1,
+}
 
 
 def split(clips: pd.DataFrame, folds: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,7 +106,15 @@ def fit(model, x, y, params: dict, seed: int, device: str) -> pd.DataFrame:
     model.to(device)
     weights = torch.from_numpy(class_weights(y.numpy(), model.n_classes)).to(device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-    opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    if p["optimizer"] == "sgd":
+        opt = torch.optim.SGD(
+            model.parameters(), lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"]
+        )
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    schedule = (
+        torch.optim.lr_scheduler.StepLR(opt, p["lr_step"], p["lr_gamma"]) if p["lr_step"] else None
+    )
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for epoch in tqdm(range(1, p["epochs"] + 1), desc="epochs", disable=None):
@@ -107,9 +136,13 @@ def fit(model, x, y, params: dict, seed: int, device: str) -> pd.DataFrame:
             opt.step()
             total += loss.item() * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
+        lr = opt.param_groups[0]["lr"]
+        if schedule is not None:
+            schedule.step()
         rows.append(
             {
                 "epoch": epoch,
+                "lr": lr,
                 "loss": total / len(x),
                 "train_acc": correct / len(x),
                 "seconds": time.perf_counter() - t0,
