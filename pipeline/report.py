@@ -221,8 +221,9 @@ def face_section(
                 v = g["valid"][:]
                 n += len(v)
                 valid += int(v.sum())
-                detected += int((g["detected"][:] & v).sum())
-                filled += int(g["filled"][:].sum()) if "filled" in g else 0
+                gap = g["filled"][:] if "filled" in g else np.zeros_like(v)
+                detected += int((g["detected"][:] & v & ~gap).sum())  # filled frames ran it too
+                filled += int(gap.sum())
                 multi += int((g["n_faces"][:] > 1).sum())
                 others += len(g["others"]) if "others" in g else 0
                 cropped += bool(g.attrs.get("cropped", False))

@@ -51,3 +51,24 @@ def test_video_level_averages_clip_probabilities():
     assert m["video"]["pooled"]["war"] == 1.0
     assert m["n_folds"] == 2 and m["n_videos"] == 2
     assert m["chance"] == {"uar": 0.5, "war": 0.5}
+
+
+def test_face_accounting_counts_each_frame_once(tmp_path):
+    import h5py
+
+    from pipeline.report import face_section
+
+    path = tmp_path / "faces.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("v")
+        # frames: 0 detected, 1-2 interpolated, 3-4 missed then filled, 5 detected, 6 no face
+        g["valid"] = np.array([1, 1, 1, 1, 1, 1, 0], bool)
+        g["detected"] = np.array([1, 0, 0, 1, 1, 1, 1], bool)
+        g["filled"] = np.array([0, 0, 0, 1, 1, 0, 0], bool)
+        g["n_faces"] = np.array([1, 0, 0, 0, 0, 2, 0], np.uint8)
+        g["others"] = np.zeros((1, 7), np.float32)
+        g.attrs["cropped"] = False
+    html = face_section([str(path)], [], [])
+    assert "6 of 7 frames" in html and "2 by the detector" in html
+    assert "2 interpolated between agreeing detections, 2 across short misses" in html
+    assert "1 frames showed more than one face" in html and "1 other detections" in html
