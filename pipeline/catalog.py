@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pipeline.common import ConfigError
 
 VECTORS, PIXELS = "vectors", "pixels"
+ANY = "any"  # a model that takes either kind (meanpool)
 
 
 @dataclass(frozen=True)
 class Entry:
     module: str
-    kind: str  # VECTORS: (T, D) per-frame features; PIXELS: (T, H, W, C) uint8 clips
+    kind: str  # VECTORS: (T, D) per-frame features; PIXELS: (T, H, W, C) uint8 clips; ANY
     summary: str
     per_fold: bool = False  # fitted on labels: trained and extracted inside each fold
 
@@ -47,6 +48,27 @@ MODELS: dict[str, Entry] = {
     "c3d": Entry("pipeline.models.c3d", PIXELS, "C3D-style 3D-CNN over pixel clips"),
     "pyranet3d": Entry(
         "pipeline.models.pyranet3d", PIXELS, "3DPyraNet / EmoP3D pyramidal neurons over pixel clips"
+    ),
+    "cnn3d_convlstm_spp": Entry(
+        "pipeline.models.cnn3d_convlstm_spp",
+        PIXELS,
+        "3D-CNN + ConvLSTM + weighted spatial pyramid pooling (Al Chanti & Caplier 2018)",
+    ),
+    "cnn_lstm_partial": Entry(
+        "pipeline.models.cnn_lstm_partial",
+        VECTORS,
+        "CNN-LSTM with a partial-sequence intensity objective (Baddar & Ro 2017)",
+    ),
+    "mstcn": Entry(
+        "pipeline.models.mstcn", VECTORS, "multi-stage temporal convolutional network (MS-TCN)"
+    ),
+    "transformer": Entry(
+        "pipeline.models.transformer", VECTORS, "transformer encoder over per-frame features"
+    ),
+    "meanpool": Entry(
+        "pipeline.models.meanpool",
+        ANY,
+        "baseline: logistic regression on time-averaged features (scikit-learn)",
     ),
 }
 
@@ -77,7 +99,7 @@ def experiments(config: dict) -> list[tuple[str, str]]:
         takes = lookup(MODELS, model, "model").kind
         wanted = (params or {}).get("backbones")
         if wanted is None:
-            wanted = [b for b in configured if BACKBONES[b].kind == takes]
+            wanted = [b for b in configured if takes in (ANY, BACKBONES[b].kind)]
             if not wanted:
                 raise ConfigError(
                     f"model {model!r} takes {takes}, but no configured backbone gives {takes}"
@@ -88,7 +110,7 @@ def experiments(config: dict) -> list[tuple[str, str]]:
                 raise ConfigError(
                     f"model {model!r} asks for backbone {backbone!r}, which is not under `backbones:`"
                 )
-            if gives != takes:
+            if takes not in (ANY, gives):
                 raise ConfigError(
                     f"model {model!r} takes {takes} but backbone {backbone!r} gives {gives}; "
                     f"pair it with one of: {', '.join(b for b in configured if BACKBONES[b].kind == takes) or '(none configured)'}"

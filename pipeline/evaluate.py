@@ -10,6 +10,10 @@ folds, at clip level and at video level (clip probabilities averaged per video):
 
 Chance levels: UAR 1/K; WAR of always predicting the most frequent class.
 
+Also, from each fold's `onthefly.csv`, video-level WAR and UAR (mean ± std over folds) as a
+function of the fraction of every video seen (the on-the-fly curve), and from each fold's
+`history.csv` the training curves and the epoch model selection kept.
+
 Output `metrics/{model}_{backbone}.json` (keys sorted, same input → same bytes).
 """
 
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,7 +87,65 @@ def summarize(table: pd.DataFrame, classes: list[str]) -> dict:
     }
 
 
-def evaluate(predictions: list[pd.DataFrame], model: str, backbone: str) -> dict:
+def onthefly_curve(frames: list[pd.DataFrame], classes: list[str]) -> dict:
+    """Video-level WAR/UAR per fraction of the video seen, mean and std over folds."""
+    table = pd.concat(frames, ignore_index=True)
+    index = {c: i for i, c in enumerate(classes)}
+    out = {"fractions": [], "war": {"mean": [], "std": []}, "uar": {"mean": [], "std": []}}
+    for fraction, rows in table.groupby("fraction", sort=True):
+        per_fold = [
+            scores(r.label.map(index).to_numpy(), r.pred.map(index).to_numpy(), len(classes))
+            for _, r in rows.groupby("fold", sort=True)
+        ]
+        out["fractions"].append(float(fraction))
+        for key in ("war", "uar"):
+            values = [f[key] for f in per_fold]
+            out[key]["mean"].append(float(np.mean(values)))
+            out[key]["std"].append(float(np.std(values)))
+    return out
+
+
+def _clean(values) -> list:
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+
+
+def training_summary(histories: dict[int, pd.DataFrame]) -> list[dict]:
+    """Per fold: the kept epoch, epochs run, and the curves (NaN → null)."""
+    out = []
+    for fold, h in sorted(histories.items()):
+        fit = h[h.phase == "fit"] if "phase" in h else h
+        best = fit.epoch[fit.best] if "best" in fit else fit.epoch.tail(1)
+        curve = {"epoch": fit.epoch.astype(int).tolist()}
+        for key in ("loss", "train_acc", "val_loss", "val_acc"):
+            if key in fit:
+                curve[key] = _clean(fit[key].astype(float).tolist())
+        out.append(
+            {
+                "fold": fold,
+                "best_epoch": int(best.iloc[0]) if len(best) else None,
+                "epochs_run": int(fit.epoch.max()),
+                "refit": bool("phase" in h and (h.phase == "refit").any()),
+                "seconds": float(h.seconds.sum()),
+                "curve": curve,
+            }
+        )
+    return out
+
+
+def fold_of(path: str) -> int:
+    match = re.search(r"fold(\d+)", str(path))
+    if not match:
+        raise ValueError(f"{path}: no fold number (foldK) in the path")
+    return int(match.group(1))
+
+
+def evaluate(
+    predictions: list[pd.DataFrame],
+    model: str,
+    backbone: str,
+    onthefly: list[pd.DataFrame] = (),
+    histories: dict[int, pd.DataFrame] | None = None,
+) -> dict:
     pred = pd.concat(predictions, ignore_index=True)
     classes = [c[2:] for c in pred.columns if c.startswith("p_")]
     unknown = set(pred.label) - set(classes)
@@ -99,12 +163,16 @@ def evaluate(predictions: list[pd.DataFrame], model: str, backbone: str) -> dict
         "clip": summarize(pred, classes),
         "video": summarize(videos, classes),
         "chance": {"uar": 1.0 / len(classes), "war": float(counts.max() / counts.sum())},
+        "onthefly": onthefly_curve(list(onthefly), classes) if len(onthefly) else None,
+        "training": training_summary(histories or {}),
     }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Cross-validated metrics of one model × backbone.")
     ap.add_argument("--predictions", nargs="+", required=True, help="predictions.csv of every fold")
+    ap.add_argument("--onthefly", nargs="*", default=[], help="onthefly.csv of every fold")
+    ap.add_argument("--histories", nargs="*", default=[], help="history.csv of every fold")
     ap.add_argument("--model", required=True)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--params", default="{}", help="provenance stored with the metrics (JSON)")
@@ -115,7 +183,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    metrics = evaluate([read_csv(p) for p in args.predictions], args.model, args.backbone)
+    metrics = evaluate(
+        [read_csv(p) for p in args.predictions],
+        args.model,
+        args.backbone,
+        [read_csv(p) for p in args.onthefly],
+        {fold_of(p): read_csv(p) for p in args.histories},
+    )
     metrics["provenance"] = parse_params(args.params)
     write_json_atomic(args.out, metrics)
     for level in ("clip", "video"):

@@ -100,6 +100,169 @@ def confusion_figure(cm: list[list[int]], classes: list[str], title: str) -> str
     return png(fig, alt=title)
 
 
+BASELINE = "meanpool"
+
+
+def baseline_for(m: dict, metrics: list[dict]) -> dict | None:
+    """The meanpool result on the same backbone (else none) to compare a model with."""
+    for other in metrics:
+        if other["model"] == BASELINE and other["backbone"] == m["backbone"]:
+            return other
+    return None
+
+
+def paired(m: dict, base: dict, key: str = "war") -> tuple[float, str]:
+    """Mean per-fold difference (video level) and wins/ties/losses over the same folds."""
+    ours = {f["fold"]: f[key] for f in m["video"]["folds"]}
+    theirs = {f["fold"]: f[key] for f in base["video"]["folds"]}
+    common = sorted(set(ours) & set(theirs))
+    diff = [ours[k] - theirs[k] for k in common]
+    wins = sum(d > 1e-12 for d in diff)
+    losses = sum(d < -1e-12 for d in diff)
+    return float(np.mean(diff)) if diff else float(
+        "nan"
+    ), f"{wins}/{len(common) - wins - losses}/{losses}"
+
+
+def onthefly_figure(metrics: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for m in metrics:
+        curve = m.get("onthefly")
+        if not curve:
+            continue
+        x = 100 * np.asarray(curve["fractions"])
+        y = 100 * np.asarray(curve["war"]["mean"])
+        style = "--" if m["model"] == BASELINE else "-"
+        ax.plot(x, y, style, marker="o", markersize=3, label=f"{m['model']} / {m['backbone']}")
+    ax.axhline(100 * metrics[0]["chance"]["war"], color="grey", lw=1, ls=":", label="chance")
+    ax.set_xlabel("% of the video seen")
+    ax.set_ylabel("video WAR (%)")
+    ax.set_xlim(5, 105)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    return png(fig, alt="on-the-fly accuracy: video WAR against the fraction of the video seen")
+
+
+def training_figure(m: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    for k, fold in enumerate(m["training"]):
+        c = fold["curve"]
+        color = f"C{k % 10}"
+        ax.plot(c["epoch"], c["loss"], color=color, lw=1, label=f"fold {fold['fold']}")
+        if any(v is not None for v in c.get("val_loss", [])):
+            val = [np.nan if v is None else v for v in c["val_loss"]]
+            ax.plot(c["epoch"], val, color=color, lw=1, ls="--")
+            if fold["best_epoch"] is not None:
+                ax.plot(
+                    fold["best_epoch"],
+                    val[c["epoch"].index(fold["best_epoch"])],
+                    "o",
+                    color=color,
+                    ms=4,
+                )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{m['model']} / {m['backbone']}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    return png(fig, alt=f"training curves of {m['model']} / {m['backbone']}")
+
+
+def zoo_section(metrics: list[dict]) -> str:
+    """Against the baseline, on-the-fly curves and training curves."""
+    html = []
+    rows = []
+    for m in metrics:
+        if m["model"] == BASELINE:
+            continue
+        base = baseline_for(m, metrics)
+        if base is None:
+            rows.append(
+                [
+                    escape(m["model"]),
+                    escape(m["backbone"]),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "<span class='muted'>no meanpool on this backbone</span>",
+                ]
+            )
+            continue
+        d_war, record = paired(m, base, "war")
+        d_uar, _ = paired(m, base, "uar")
+        rows.append(
+            [
+                escape(m["model"]),
+                escape(m["backbone"]),
+                fmt(m["video"]["mean"]["war"]),
+                fmt(base["video"]["mean"]["war"]),
+                f"{100 * d_war:+.1f}",
+                f"{100 * d_uar:+.1f}",
+                record,
+            ]
+        )
+    if any(m["model"] == BASELINE for m in metrics) and rows:
+        html += [
+            "<h2>Against the baseline</h2>",
+            f"<p>Every deep model against <code>{BASELINE}</code> (logistic regression on "
+            "time-averaged features) on the same backbone and the same folds, video level. "
+            "Δ = mean over folds of the per-fold difference, in percentage points; "
+            "folds = better / equal / worse. With few folds these are descriptive, not a test.</p>",
+            table_html(
+                ["model", "backbone", "WAR", "meanpool WAR", "Δ WAR", "Δ UAR", "folds +/=/−"],
+                rows,
+                left=2,
+            ),
+        ]
+    if any(m.get("onthefly") for m in metrics):
+        html += [
+            "<h2>On-the-fly accuracy</h2>",
+            "<p>Video WAR when only the first 10 %, 20 %, … of every test video has been seen: "
+            "the clips that ended by then are averaged (before the first clip ends, the frames "
+            "seen so far form the clip). At 100 % this is the video-level result above.</p>",
+            f"<figure>{onthefly_figure(metrics)}</figure>",
+        ]
+    curves = [m for m in metrics if m.get("training") and m["model"] != BASELINE]
+    if curves:
+        html.append(
+            "<h2>Training curves</h2><p class='muted'>Training loss (solid) and inner-validation "
+            "loss (dashed; held-out training subjects) per fold; dots mark the epoch kept.</p>"
+            "<div class='grid'>"
+        )
+        html += [f"<figure>{training_figure(m)}</figure>" for m in curves]
+        html.append("</div>")
+        stops = [
+            [
+                escape(m["model"]),
+                escape(m["backbone"]),
+                ", ".join(
+                    f"{f['best_epoch']}/{f['epochs_run']}" + (" (refit)" if f["refit"] else "")
+                    for f in m["training"]
+                ),
+                f"{np.mean([f['seconds'] for f in m['training']]):.1f}",
+            ]
+            for m in curves
+        ]
+        html.append(
+            table_html(
+                ["model", "backbone", "kept / run epochs per fold", "s per fold"], stops, left=3
+            )
+        )
+    return "\n".join(html)
+
+
 def results_section(metrics: list[dict]) -> str:
     """The comparison table (best mean in bold) and the confusion matrices."""
     keys = [
@@ -344,6 +507,7 @@ def render(
             "<h1>Dynamic facial expression recognition: cross-validated results</h1>",
             f"<p class='muted'>{len(metrics)} model × backbone combinations, {metrics[0]['n_folds']} subject-independent folds.</p>",
             results_section(metrics),
+            zoo_section(metrics),
             dataset_section(videos, folds, skipped),
             face_section(face_files, aligned_files, montage_dirs),
             *run,

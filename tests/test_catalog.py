@@ -34,7 +34,10 @@ def test_every_entry_loads_and_declares_its_kind():
 
 
 def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown model 'lstm9'; known models: c3d, gru"):
+    with pytest.raises(
+        ConfigError,
+        match="unknown model 'lstm9'; known models: c3d, cnn3d_convlstm_spp, cnn_lstm_partial, gru, ",
+    ):
         catalog.experiments({"backbones": {"hog": {}}, "models": {"lstm9": {}}})
 
 

@@ -72,3 +72,54 @@ def test_face_accounting_counts_each_frame_once(tmp_path):
     assert "6 of 7 frames" in html and "2 by the detector" in html
     assert "2 interpolated between agreeing detections, 2 across short misses" in html
     assert "1 frames showed more than one face" in html and "1 other detections" in html
+
+
+def test_onthefly_curve_per_fraction_and_fold():
+    from pipeline.evaluate import onthefly_curve
+
+    rows = []
+    for fold, vids in ((0, ["v1", "v2"]), (1, ["v3", "v4"])):
+        for vid in vids:
+            for fraction in (0.5, 1.0):
+                right = fraction == 1.0 or vid in ("v1", "v3")
+                rows.append(
+                    {
+                        "video_id": vid,
+                        "fold": fold,
+                        "fraction": fraction,
+                        "label": "a",
+                        "pred": "a" if right else "b",
+                    }
+                )
+    curve = onthefly_curve([pd.DataFrame(rows)], ["a", "b"])
+    assert curve["fractions"] == [0.5, 1.0]
+    assert curve["war"]["mean"] == [0.5, 1.0] and curve["war"]["std"] == [0.0, 0.0]
+
+
+def test_training_summary_reports_the_kept_epoch_and_json_safe_curves():
+    from pipeline.evaluate import fold_of, training_summary
+
+    h = pd.DataFrame(
+        {
+            "phase": "fit",
+            "epoch": [1, 2, 3],
+            "loss": [1.0, 0.5, 0.4],
+            "val_loss": [0.9, 0.7, 0.8],
+            "best": [False, True, False],
+            "seconds": [1.0, 1.0, 1.0],
+        }
+    )
+    closed = pd.DataFrame(
+        {
+            "phase": ["fit"],
+            "epoch": [1],
+            "loss": [0.2],
+            "val_loss": [float("nan")],
+            "best": [True],
+            "seconds": [0.5],
+        }
+    )
+    out = training_summary({fold_of("results/models/gru/hog/fold3/history.csv"): h, 0: closed})
+    assert [f["fold"] for f in out] == [0, 3]
+    assert out[1]["best_epoch"] == 2 and out[1]["epochs_run"] == 3 and not out[1]["refit"]
+    assert out[0]["curve"]["val_loss"] == [None]

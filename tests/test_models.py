@@ -1,45 +1,131 @@
+import inspect
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+import yaml
 
-from pipeline.train import build_model, class_weights, fit
-
-
-@pytest.mark.parametrize(
-    "name,shape",
-    [
-        ("gru", (16, 40)),
-        ("gru", (7, 40)),
-        ("c3d", (16, 32, 32, 1)),
-        ("c3d", (8, 24, 24, 3)),
-        ("pyranet3d", (16, 24, 24, 1)),
-        ("pyranet3d", (8, 20, 20, 3)),
-        ("pyranet3d", (24, 20, 20, 1)),
-    ],
+from pipeline import catalog
+from pipeline.train import (
+    AUGMENT,
+    DEFAULTS,
+    TRAIN_KEYS,
+    augment_pixels,
+    build_model,
+    class_weights,
+    fit,
+    inner_split,
+    onthefly,
 )
-def test_output_shapes_for_several_clip_lengths(name, shape):
-    model = build_model(name, 5, shape, {})
-    x = torch.rand(3, *shape) * (1 if name == "gru" else 255)
-    assert model(x).shape == (3, 5)
+
+VECTOR_MODELS = ["gru", "transformer", "mstcn", "cnn_lstm_partial", "meanpool"]
+PIXEL_MODELS = ["c3d", "pyranet3d", "cnn3d_convlstm_spp", "meanpool"]
 
 
-@pytest.mark.parametrize(
-    "name,shape,extra",
-    [
-        ("gru", (16, 20), {}),
-        ("c3d", (16, 24, 24, 1), {}),
-        ("pyranet3d", (16, 24, 24, 1), {"optimizer": "sgd", "lr": 0.01, "lr_step": 30}),
-    ],
-)
-def test_overfits_a_tiny_batch(name, shape, extra):
+def test_every_catalog_model_is_covered_here():
+    assert set(VECTOR_MODELS) | set(PIXEL_MODELS) == set(catalog.MODELS)
+
+
+def clips(n, shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    scale = 1 if len(shape) == 2 else 255
+    return torch.rand(n, *shape, generator=g) * scale
+
+
+@pytest.mark.parametrize("length", [4, 8, 16, 24])
+@pytest.mark.parametrize("name", VECTOR_MODELS)
+def test_vector_models_give_logits_for_several_clip_lengths(name, length):
+    model = build_model(name, 5, (16, 40), {}).eval()
+    assert model(clips(3, (length, 40))).shape == (3, 5)
+
+
+@pytest.mark.parametrize("length", [8, 16, 24])
+@pytest.mark.parametrize("name", PIXEL_MODELS)
+def test_pixel_models_give_logits_for_several_clip_lengths(name, length):
+    for size, channels in ((24, 1), (20, 3)):
+        model = build_model(name, 5, (length, size, size, channels), {}).eval()
+        assert model(clips(3, (length, size, size, channels))).shape == (3, 5)
+
+
+# Loss after 40 full-batch epochs on 12 random clips of 3 classes must fall at least this much.
+OVERFIT = {
+    "gru": ({}, 5),
+    "transformer": ({}, 5),
+    "mstcn": ({}, 5),  # frame-wise CE of 2 stages + smoothing
+    "cnn_lstm_partial": ({}, 5),  # E1 + E2
+    "c3d": ({}, 5),
+    "pyranet3d": ({"optimizer": "sgd", "lr": 0.01, "lr_step": 30}, 5),
+    "cnn3d_convlstm_spp": ({}, 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OVERFIT))
+def test_overfits_a_tiny_batch(name):
     torch.manual_seed(0)
-    x = torch.rand(12, *shape) * (1 if name == "gru" else 255)
-    y = torch.arange(12) % 3
+    shape = (16, 20) if catalog.MODELS[name].kind == catalog.VECTORS else (16, 24, 24, 1)
+    x, y = clips(12, shape), torch.arange(12) % 3
     model = build_model(name, 3, shape, {"dropout": 0.0})
     params = {"epochs": 40, "batch_size": 12, "lr": 0.003, "weight_decay": 0.0, "augment": False}
-    params.update(extra)
-    history = fit(model, x, y, params, 0, "cpu")
-    assert history.loss.iloc[-1] < history.loss.iloc[0] / 5
+    extra, factor = OVERFIT[name]
+    history = fit(model, x, y, {**params, **extra}, 0, "cpu")
+    assert history.loss.iloc[-1] < history.loss.iloc[0] / factor
     assert history.train_acc.iloc[-1] == 1.0
+
+
+@pytest.mark.parametrize("shape", [(16, 20), (8, 12, 12, 1)])
+def test_meanpool_is_scikit_learns_logistic_regression(shape):
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = clips(30, shape, seed=1), torch.arange(30) % 3
+    model = build_model("meanpool", 4, shape, {"C": 0.5})  # class 3 never seen in training
+    history = fit(model, x, y, {"balance": "none"}, 0, "cpu")
+    z = model.pooled(x)
+    z = ((z - z.mean(0)) / z.std(0)).double().numpy()
+    reference = LogisticRegression(C=0.5, max_iter=1000).fit(z, y.numpy())
+    with torch.no_grad():
+        ours = torch.softmax(model(x), 1).numpy()
+    np.testing.assert_allclose(ours[:, :3], reference.predict_proba(z), atol=1e-5)
+    assert ours[:, 3].max() < 1e-6
+    assert history.loss.iloc[0] == pytest.approx(
+        -np.log(reference.predict_proba(z)[np.arange(30), y.numpy()]).mean()
+    )
+
+
+@pytest.mark.parametrize("shape", [(16, 20), (16, 24, 24, 1)])
+def test_meanpool_overfits_a_tiny_batch(shape):
+    """Closed form: the training loss falls from log K (zero weights) by the same factor 5."""
+    x, y = clips(12, shape), torch.arange(12) % 3
+    history = fit(build_model("meanpool", 3, shape, {"C": 100.0}), x, y, {}, 0, "cpu")
+    assert history.loss.iloc[-1] < np.log(3) / 5
+    assert history.train_acc.iloc[-1] == 1.0
+
+
+def test_meanpool_handles_two_classes():
+    x, y = clips(20, (8, 6), seed=2), torch.arange(20) % 2
+    x[y == 1] += 0.5
+    model = build_model("meanpool", 2, (8, 6), {})
+    fit(model, x, y, {}, 0, "cpu")
+    with torch.no_grad():
+        assert (model(x).argmax(1) == y).float().mean() == 1.0
+
+
+def test_checkpoint_round_trip_loads_with_weights_only(tmp_path):
+    from pipeline.models import load_checkpoint
+
+    model = build_model("cnn_lstm_partial", 3, (16, 20), {"hidden": 8}).eval()
+    meta = {
+        "model": "cnn_lstm_partial",
+        "classes": ["a", "b", "c"],
+        "input_shape": [16, 20],
+        "params": {"hidden": 8, "epochs": 3},
+    }
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp_path / "model.pt")
+    loaded, loaded_meta = load_checkpoint(tmp_path / "model.pt")
+    x = clips(2, (16, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert loaded_meta["classes"] == ["a", "b", "c"]
 
 
 def test_normalization_is_fitted_on_training_data_only():
@@ -51,6 +137,198 @@ def test_normalization_is_fitted_on_training_data_only():
 def test_class_weights_balance_the_loss():
     w = class_weights(torch.tensor([0, 0, 0, 1]).numpy(), 3)
     assert w[2] == 0 and w[1] == pytest.approx(3 * w[0])
+
+
+def test_balanced_sampler_draws_classes_equally_often(monkeypatch):
+    seen = []
+    model = build_model("gru", 2, (4, 3), {})
+    original = model.objective
+
+    def spy(x, y, criterion):
+        seen.append(y.clone())
+        return original(x, y, criterion)
+
+    monkeypatch.setattr(model, "objective", spy)
+    y = torch.tensor([0] * 90 + [1] * 10)
+    fit(model, clips(100, (4, 3)), y, {"epochs": 20, "balance": "sampler"}, 0, "cpu")
+    drawn = torch.cat(seen)
+    assert 0.42 < drawn.float().mean() < 0.58  # ~1/2, where plain shuffling gives 0.10
+
+
+def test_inner_validation_split_holds_out_whole_subjects():
+    rows = [
+        {"video_id": f"{s}_{e}_{r}", "subject": s, "label": e}
+        for s in [f"s{i}" for i in range(10)]
+        for e in "abc"
+        for r in range(2)
+    ]
+    table = pd.DataFrame(rows).loc[lambda d: d.index.repeat(3)].reset_index(drop=True)
+    held = inner_split(table, 0.2, seed=0)
+    val, train = set(table.subject[held]), set(table.subject[~held])
+    assert val and train and not (val & train)
+    assert len(val) == 2
+    assert set(table.label[held]) == {"a", "b", "c"}
+    assert (inner_split(table, 0.2, seed=0) == held).all()  # seeded
+    assert not inner_split(table, 0.0, seed=0).any()
+    assert not inner_split(table[table.subject.isin(["s1", "s2"])], 0.2, seed=0).any()
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    torch.manual_seed(0)
+    # training labels are noise: validation loss rises once the model memorises them
+    x, y = (
+        clips(40, (8, 10), seed=3),
+        torch.randint(0, 2, (40,), generator=torch.Generator().manual_seed(4)),
+    )
+    x_val, y_val = clips(40, (8, 10), seed=5), torch.randint(0, 2, (40,))
+    model = build_model("gru", 2, (8, 10), {"dropout": 0.0, "hidden": 64})
+    params = {"epochs": 60, "lr": 0.01, "patience": 5, "weight_decay": 0.0}
+    history = fit(model, x, y, params, 0, "cpu", x_val, y_val)
+    best = history[history.best]
+    assert len(best) == 1 and best.val_loss.iloc[0] == history.val_loss.min()
+    assert len(history) == best.epoch.iloc[0] + 5 < 60  # stopped `patience` epochs later
+    from pipeline.train import evaluate_loss
+
+    criterion = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(y.numpy(), 2)))
+    restored, _ = evaluate_loss(model, x_val, y_val, criterion, "cpu")
+    assert restored == pytest.approx(best.val_loss.iloc[0], rel=1e-5)
+
+
+def test_augmentation_flip_alone_mirrors_exactly():
+    x = (torch.rand(6, 4, 8, 10, 1) * 255).to(torch.uint8)
+    settings = {**AUGMENT, "crop": 0, "brightness": 0, "contrast": 0, "speed": 0}
+    out = augment_pixels(x, torch.Generator().manual_seed(0), settings)
+    for clip, original in zip(out, x.float(), strict=True):
+        assert torch.allclose(clip, original, atol=1e-3) or torch.allclose(
+            clip, original.flip(2), atol=1e-3
+        )
+
+
+def test_augmentation_speed_keeps_frame_order_and_stays_in_range():
+    t = 16
+    x = (
+        torch.arange(t, dtype=torch.uint8).view(1, t, 1, 1, 1).expand(32, t, 4, 4, 1).contiguous()
+        * 10
+    )
+    settings = {**AUGMENT, "flip": False, "crop": 0, "brightness": 0, "contrast": 0, "speed": 0.3}
+    out = augment_pixels(x, torch.Generator().manual_seed(0), settings)[:, :, 0, 0, 0] / 10
+    assert (out.diff(dim=1) >= 0).all()  # time runs forward
+    steps = (out[:, 6] - out[:, 0]) / 6  # before the faster clips run out of frames
+    assert steps.min() < 0.9 and steps.max() > 1.1  # some clips slower, some faster
+    assert out.min() >= 0 and out.max() <= t - 1
+
+
+def test_augmentation_changes_training_clips_only():
+    x = (torch.rand(4, 8, 16, 16, 1) * 255).to(torch.uint8)
+    out = augment_pixels(x, torch.Generator().manual_seed(0), dict(AUGMENT))
+    assert out.shape == x.shape and out.dtype == torch.float32
+    assert not torch.allclose(out, x.float())
+    assert 0 <= out.min() and out.max() <= 255
+
+
+def test_intensity_target_rises_to_the_apex():
+    from pipeline.models.cnn_lstm_partial import intensity_target
+
+    neutral, apex = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    w = torch.linspace(0, 1, 9)[:, None]
+    onset = (1 - w) * neutral + w * apex  # (9, 2)
+    target = intensity_target(onset[None])[0]
+    assert target[0] == pytest.approx(0.0) and target[-1] == pytest.approx(1.0)
+    assert (target.diff() > 0).all()
+    flat = apex + 0.001 * torch.randn(9, 2)  # a window inside a held apex: no blown-up noise
+    assert intensity_target(flat[None]).min() > 0.95
+
+
+def test_mstcn_smoothing_loss_penalises_flicker():
+    from pipeline.models.mstcn import truncated_mse
+
+    steady = torch.zeros(1, 3, 10)
+    steady[:, 0] = 5
+    flicker = steady.clone()
+    flicker[:, :, ::2] = flicker[:, :, ::2].roll(1, dims=1)
+    assert truncated_mse(steady, 4.0) == 0
+    assert truncated_mse(flicker, 4.0) > 1
+    assert truncated_mse(flicker * 100, 4.0) <= 16  # truncated at tau²
+
+
+def test_weighted_spp_pools_every_level_with_its_weight():
+    from pipeline.models.cnn3d_convlstm_spp import WeightedSPP
+
+    spp = WeightedSPP((1, 2))
+    with torch.no_grad():
+        spp.raw.copy_(torch.tensor([0.0, 3.0]))
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    out = spp(x)
+    w = torch.nn.functional.softplus(torch.tensor([0.0, 3.0]))
+    expected = torch.cat([w[0] * torch.tensor([15.0]), w[1] * torch.tensor([5.0, 7.0, 13.0, 15.0])])
+    torch.testing.assert_close(out[0], expected)
+    assert spp.out_dim(1) == 5
+
+
+class Frames:
+    """A stand-in feature reader: video v has frames whose value is the frame index."""
+
+    def video(self, vid):
+        return np.arange(40, dtype=np.float32).reshape(40, 1).repeat(3, 1)
+
+
+@pytest.mark.parametrize("name", ["gru", "c3d"])
+def test_onthefly_ends_at_the_video_level_prediction(name):
+    from pipeline.clips import window
+
+    test = pd.DataFrame(
+        [{"video_id": "v", "start": s, "stop": e, "n_frames": 40} for s, e in window(40)]
+    )
+    shape = (16, 3) if name == "gru" else (16, 4, 4, 1)
+    model = build_model(name, 2, shape, {}).eval()
+    if name == "c3d":
+        reader = type("R", (), {"video": lambda self, v: np.zeros((40, 4, 4, 1), np.uint8)})()
+    else:
+        reader = Frames()
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.1, 0.9]])[: len(test)]
+    rows, seen = onthefly(model, reader, test, probs, 16, "cpu")
+    assert [r["fraction"] for r in rows] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert [r["frames_seen"] for r in rows] == [4, 8, 12, 16, 20, 24, 28, 32, 36, 40]
+    np.testing.assert_allclose(seen[-1], probs.mean(0))  # all clips: the video-level result
+    np.testing.assert_allclose(seen[3], probs[0])  # 16 frames seen: the first clip only
+    np.testing.assert_allclose(seen[6], probs[:2].mean(0))  # 28 seen: clips ending at 16, 24
+    assert np.allclose(seen.sum(1), 1.0)
+
+
+def test_onthefly_feeds_variable_length_models_only_what_was_seen():
+    test = pd.DataFrame([{"video_id": "v", "start": 0, "stop": 16, "n_frames": 20}])
+    lengths = []
+
+    class Spy(torch.nn.Module):
+        variable_length = True
+
+        def forward(self, x):
+            lengths.append(x.shape[1])
+            return torch.zeros(len(x), 2)
+
+    onthefly(Spy(), Frames(), test, np.array([[0.5, 0.5]]), 16, "cpu")
+    assert sorted(lengths) == [2, 4, 6, 8, 10, 12, 14]  # ⌈f·20⌉ frames before the clip ends
+
+
+def test_every_model_setting_is_in_the_schema_and_the_constructor():
+    schema = yaml.safe_load(open("workflow/schemas/config.schema.yaml", encoding="utf-8"))
+    models = schema["properties"]["models"]
+    assert set(models["propertyNames"]["enum"]) == set(catalog.MODELS)
+    for name in catalog.MODELS:
+        props = set(models["properties"][name]["properties"])
+        cls = catalog.load(catalog.MODELS, name, "model", "Model")
+        arch = {
+            p
+            for p in inspect.signature(cls.__init__).parameters
+            if p not in ("self", "n_classes", "input_shape", "_")
+        }
+        assert arch <= props, f"{name}: constructor arguments missing from the schema"
+        assert props - arch <= set(TRAIN_KEYS), f"{name}: schema keys the model ignores"
+        if cls.closed_form:
+            assert {"balance", "backbones"} <= props
+        else:
+            assert set(TRAIN_KEYS) - {"augment"} <= props, f"{name}: training keys not allowed"
+    assert set(DEFAULTS) <= set(TRAIN_KEYS)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -38,6 +38,7 @@ TINY = {
     "models": {
         "gru": {"epochs": 3, "lr": 0.001, "hidden": 16, "proj": 32},
         "c3d": {"epochs": 2, "lr": 0.003, "width": 4, "blocks": 2, "grid": 2},
+        "meanpool": {"backbones": ["hog", "pixels"]},
     },
 }
 
@@ -106,10 +107,68 @@ def test_report_shows_both_models_with_chance_and_confusion_matrices(run):
                 assert fmt(m[level]["mean"][key], m[level]["std"][key]) in html
         assert f'alt="{m["model"]} / {m["backbone"]} (video level)"' in html
     assert "chance" in html and fmt(1 / 6) in html
-    assert html.count('(video level)"') == 3 and html.count('(clip level)"') == 3
+    assert html.count('(video level)"') == 5 and html.count('(clip level)"') == 5
     n_videos = len(read_csv(workdir / "results/dataset/videos.csv"))
     assert "Aligned faces" in html and html.count("<figure><img alt='") == min(12, n_videos)
     assert "http://" not in html and "https://" not in html
+
+
+def test_training_outputs_baseline_and_onthefly(run):
+    import torch
+
+    workdir, _ = run
+    folds = read_csv(workdir / "results/folds.csv")
+    html = (workdir / "results/report.html").read_text()
+    assert "Against the baseline" in html and "On-the-fly accuracy" in html
+    assert "Training curves" in html
+    for name in ("meanpool/hog", "meanpool/pixels", "gru/hog", "c3d/pixels"):
+        for fold in (0, 1):
+            out = workdir / f"results/models/{name}/fold{fold}"
+            early = read_csv(out / "onthefly.csv")
+            test_videos = set(folds.video_id[folds.fold == fold])
+            assert set(early.video_id) == test_videos
+            assert len(early) == 10 * len(test_videos)
+            assert (
+                early.groupby("video_id").frames_seen.apply(lambda s: s.is_monotonic_increasing)
+            ).all()
+            meta = torch.load(out / "model.pt", weights_only=True)["meta"]
+            test_subjects = set(folds.subject[folds.fold == fold])
+            assert not (set(meta["train_subjects"]) | set(meta["val_subjects"])) & test_subjects
+            assert meta["classes"] == sorted(folds.label.unique()) and meta["versions"]["torch"]
+        m = json.loads((workdir / f"results/metrics/{name.replace('/', '_')}.json").read_text())
+        assert m["onthefly"]["fractions"][-1] == 1.0
+        assert m["onthefly"]["war"]["mean"][-1] == pytest.approx(m["video"]["mean"]["war"])
+        assert [f["fold"] for f in m["training"]] == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["gru/hog", "meanpool/pixels"])
+def test_a_saved_model_reproduces_its_test_predictions(run, name):
+    import torch
+
+    from pipeline.models import load_checkpoint
+    from pipeline.store import ClipReader
+    from pipeline.train import predict
+
+    workdir, _ = run
+    out = workdir / f"results/models/{name}/fold0"
+    model, meta = load_checkpoint(out / "model.pt")
+    pred = read_csv(out / "predictions.csv")
+    backbone = name.split("/")[1]
+    reader = ClipReader(sorted((workdir / f"results/features/{backbone}").glob("shard-*.h5")))
+    x = torch.from_numpy(reader.clips(pred, meta["clip_length"]))
+    probs = predict(model, x, "cpu")
+    np.testing.assert_allclose(probs, pred[[f"p_{c}" for c in meta["classes"]]], atol=1e-5)
+
+
+def test_adding_a_model_trains_only_that_model(run):
+    workdir, root = run
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["models"]["transformer"] = {"epochs": 1, "backbones": ["hog"]}
+    changed = workdir / "added.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    dry = snakemake(workdir, root, "results/report.html", "-n", "--configfile", str(changed))
+    assert dry.returncode == 0, dry.stderr
+    assert job_counts(dry.stdout + dry.stderr) == {"train": 2, "evaluate": 1, "report": 1}
 
 
 def test_face_stages_record_tracks_landmarks_pose_and_montages(run):

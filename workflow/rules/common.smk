@@ -134,6 +134,22 @@ def get_predictions(wildcards):
     )
 
 
+def get_fold_files(name):
+    def files(wildcards):
+        return expand(
+            "results/models/{model}/{backbone}/fold{fold}/" + name,
+            model=wildcards.model,
+            backbone=wildcards.backbone,
+            fold=FOLDS,
+        )
+
+    return files
+
+
+get_onthefly = get_fold_files("onthefly.csv")
+get_histories = get_fold_files("history.csv")
+
+
 def get_provenance(wildcards):
     """What a metrics file came from (only its own model and backbone sections)."""
     return json.dumps(

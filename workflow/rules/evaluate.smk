@@ -1,6 +1,8 @@
 rule evaluate:
     input:
         predictions=get_predictions,
+        onthefly=get_onthefly,
+        histories=get_histories,
     output:
         metrics="results/metrics/{model}_{backbone}.json",
     log:
@@ -9,5 +11,6 @@ rule evaluate:
         provenance=get_provenance,
     shell:
         "{PY} -m pipeline.evaluate --predictions {input.predictions:q} "
+        "--onthefly {input.onthefly:q} --histories {input.histories:q} "
         "--model {wildcards.model} --backbone {wildcards.backbone} "
         "--params {params.provenance:q} --out {output.metrics:q} > {log:q} 2>&1"

@@ -7,6 +7,7 @@ rule train:
         weights="results/models/{model}/{backbone}/fold{fold}/model.pt",
         history="results/models/{model}/{backbone}/fold{fold}/history.csv",
         predictions="results/models/{model}/{backbone}/fold{fold}/predictions.csv",
+        onthefly="results/models/{model}/{backbone}/fold{fold}/onthefly.csv",
     log:
         "logs/train/{model}/{backbone}/fold{fold}.log",
     benchmark:
@@ -24,4 +25,5 @@ rule train:
         "--clip-length {params.length} --seed {params.seed} --device {params.device:q} "
         "--threads {threads} --out-weights {output.weights:q} "
         "--out-history {output.history:q} --out-predictions {output.predictions:q} "
+        "--out-onthefly {output.onthefly:q} "
         "> {log:q} 2>&1"
