@@ -74,7 +74,7 @@ def main() -> None:
             files = sorted((ROOT / f"results/features/{backbone}").glob("shard-*.h5"))
             data[backbone] = torch.from_numpy(ClipReader(files).clips(train, length))
         x = data[backbone]
-        params = dict((config["models"].get(name) or {}))
+        params = dict(config["models"].get(name) or {})
         params.update(epochs=args.epochs, val_subjects=0.0)
         seed_everything(0)
         model = build_model(name, len(classes), tuple(x.shape[1:]), params)
