@@ -54,11 +54,12 @@ class Model(TemporalModel):
         """Fit on training clips x (N, T, ...) and labels y (N,); returns training loss/accuracy."""
         from sklearn.linear_model import LogisticRegression
 
-        with torch.no_grad():
-            z = torch.cat([self.pooled(x[i : i + 256]) for i in range(0, len(x), 256)])
-        self.pool_mean.copy_(z.mean(0))
-        self.pool_std.copy_(z.std(0).clamp_min(1e-4))
-        z = ((z - self.pool_mean) / self.pool_std).double().numpy()
+        with torch.no_grad():  # on the CPU whatever the device: scikit-learn fits there
+            z = torch.cat([self.pooled(x[i : i + 256].cpu()) for i in range(0, len(x), 256)])
+        mean, std = z.mean(0), z.std(0).clamp_min(1e-4)
+        self.pool_mean.copy_(mean)
+        self.pool_std.copy_(std)
+        z = ((z - mean) / std).double().numpy()
         labels = y.numpy()
         clf = LogisticRegression(C=self.C, max_iter=self.max_iter)
         clf.fit(z, labels, sample_weight=sample_weight)
