@@ -110,7 +110,9 @@ def _clean(values) -> list:
 
 
 def training_summary(histories: dict[int, pd.DataFrame]) -> list[dict]:
-    """Per fold: the kept epoch, epochs run, and the curves (NaN → null)."""
+    """Per fold: the kept epoch, epochs run, and the curves (NaN → null).
+
+    Run times stay in history.csv: metrics must be the same bytes for the same config and data."""
     out = []
     for fold, h in sorted(histories.items()):
         fit = h[h.phase == "fit"] if "phase" in h else h
@@ -125,7 +127,6 @@ def training_summary(histories: dict[int, pd.DataFrame]) -> list[dict]:
                 "best_epoch": int(best.iloc[0]) if len(best) else None,
                 "epochs_run": int(fit.epoch.max()),
                 "refit": bool("phase" in h and (h.phase == "refit").any()),
-                "seconds": float(h.seconds.sum()),
                 "curve": curve,
             }
         )

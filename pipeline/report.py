@@ -79,7 +79,7 @@ def confusion_figure(cm: list[list[int]], classes: list[str], title: str) -> str
 
     cm = np.asarray(cm, dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    fig, ax = plt.subplots(figsize=(3.3, 3.0))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
@@ -145,7 +145,7 @@ def onthefly_figure(metrics: list[dict]) -> str:
     ax.set_xlim(5, 105)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return png(fig, alt="on-the-fly accuracy: video WAR against the fraction of the video seen")
 
 
@@ -251,15 +251,10 @@ def zoo_section(metrics: list[dict]) -> str:
                     f"{f['best_epoch']}/{f['epochs_run']}" + (" (refit)" if f["refit"] else "")
                     for f in m["training"]
                 ),
-                f"{np.mean([f['seconds'] for f in m['training']]):.1f}",
             ]
             for m in curves
         ]
-        html.append(
-            table_html(
-                ["model", "backbone", "kept / run epochs per fold", "s per fold"], stops, left=3
-            )
-        )
+        html.append(table_html(["model", "backbone", "kept / run epochs per fold"], stops, left=3))
     return "\n".join(html)
 
 
@@ -313,16 +308,26 @@ def results_section(metrics: list[dict]) -> str:
         "UAR = mean per-class recall. Chance: WAR of always answering the most frequent class "
         f"({fmt(chance['war'])} %), UAR 1/K ({fmt(chance['uar'])} %).</p>",
         table_html(header, rows, left=2),
-        "<h2>Confusion matrices</h2><p class='muted'>Pooled over the test folds; colour = row-normalised recall, numbers = counts.</p><div class='grid'>",
     ]
-    for m in metrics:
-        classes = m["classes"]
-        for level in ("video", "clip"):
+    return "\n".join(html)
+
+
+def confusion_section(metrics: list[dict]) -> str:
+    """Video-level confusion matrices in a grid; clip-level ones folded away."""
+    html = [
+        "<h2>Confusion matrices</h2><p class='muted'>Pooled over the test folds; colour = "
+        "row-normalised recall, numbers = counts.</p>"
+    ]
+    for level in ("video", "clip"):
+        figures = []
+        for m in metrics:
             title = f"{m['model']} / {m['backbone']} ({level} level)"
-            html.append(
-                f"<figure>{confusion_figure(m[level]['pooled']['confusion'], classes, title)}</figure>"
-            )
-    html.append("</div>")
+            cm = m[level]["pooled"]["confusion"]
+            figures.append(f"<figure>{confusion_figure(cm, m['classes'], title)}</figure>")
+        grid = "<div class='grid'>" + "".join(figures) + "</div>"
+        html.append(
+            grid if level == "video" else f"<details><summary>Clip level</summary>{grid}</details>"
+        )
     fold_rows = []
     for m in metrics:
         for f in m["video"]["folds"]:
@@ -508,6 +513,7 @@ def render(
             f"<p class='muted'>{len(metrics)} model × backbone combinations, {metrics[0]['n_folds']} subject-independent folds.</p>",
             results_section(metrics),
             zoo_section(metrics),
+            confusion_section(metrics),
             dataset_section(videos, folds, skipped),
             face_section(face_files, aligned_files, montage_dirs),
             *run,

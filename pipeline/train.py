@@ -122,7 +122,7 @@ def inner_split(train: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, held = next(splitter.split(videos, videos.label, groups=videos.subject))
     val_subjects = set(videos.subject.iloc[held])
-    return train.subject.isin(val_subjects).to_numpy()
+    return train.subject.isin(val_subjects).to_numpy().copy()
 
 
 def build_model(name: str, n_classes: int, input_shape: tuple[int, ...], params: dict):
@@ -440,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     x_all = torch.from_numpy(reader.clips(train, args.clip_length))
     y_all = torch.tensor([to_index[c] for c in train.label])
     x_test = torch.from_numpy(reader.clips(test, args.clip_length))
-    mask = torch.from_numpy(held)
+    mask = torch.from_numpy(held.copy())
     x_fit, y_fit, x_val, y_val = x_all[~mask], y_all[~mask], x_all[mask], y_all[mask]
     log.info(
         "fold %d: %d training clips (%d subjects) + %d validation clips (subjects %s), "

@@ -1,4 +1,5 @@
 import inspect
+import json
 
 import numpy as np
 import pandas as pd
@@ -371,3 +372,108 @@ def test_sgd_with_step_decay_follows_the_schedule():
         1e-3,
         1e-3,
     ]
+
+
+def test_partial_model_learns_intensity_and_predicts_after_every_frame():
+    """E2: on onset → apex sequences the intensity head rises from neutral to apex."""
+    from pipeline.models.cnn_lstm_partial import intensity_target
+
+    g = torch.Generator().manual_seed(0)
+    n, t, d = 48, 16, 8
+    y = torch.arange(n) % 3
+    apex = torch.eye(d)[1:4] * 3  # one direction per class
+    onset = torch.randint(2, 6, (n,), generator=g)
+    w = ((torch.arange(t)[None] - onset[:, None]) / 6).clamp(0, 1)  # (n, t) 0 → 1
+    x = w[..., None] * apex[y][:, None] + 0.05 * torch.randn(n, t, d, generator=g)
+    x[..., 0] += 1.0  # the neutral face
+    torch.manual_seed(0)
+    model = build_model("cnn_lstm_partial", 3, (t, d), {"dropout": 0.0, "hidden": 32})
+    fit(model, x, y, {"epochs": 80, "lr": 0.01, "weight_decay": 0.0}, 0, "cpu")
+    model.eval()
+    with torch.no_grad():
+        logits, intensity = model.frame_outputs(x)
+        torch.testing.assert_close(logits[:, -1], model(x))  # the last step is the prediction
+        target = intensity_target(model.normalize(x))
+    assert logits.shape == (n, t, 3) and intensity.shape == (n, t)
+    assert intensity[:, 0].mean() < 0.25 and intensity[:, -1].mean() > 0.75
+    assert torch.corrcoef(torch.stack([intensity.flatten(), target.flatten()]))[0, 1] > 0.9
+    assert (logits[:, -1].argmax(1) == y).float().mean() == 1.0
+
+
+def test_train_stage_holds_out_subjects_refits_and_writes_everything(tmp_path):
+    import h5py
+
+    from pipeline.clips import window
+    from pipeline.common import read_csv
+    from pipeline.train import main
+
+    rng = np.random.default_rng(0)
+    clips_rows, fold_rows = [], []
+    with h5py.File(tmp_path / "shard-0.h5", "w") as f:
+        for s in range(6):
+            for k, label in enumerate("abc"):
+                vid = f"s{s}_{label}"
+                n = 20 + 4 * s
+                data = rng.normal(size=(n, 5)).astype(np.float32)
+                data[:, k] += np.linspace(0, 3, n)  # the label's feature rises to the apex
+                f.create_dataset(vid, data=data)
+                fold_rows.append(
+                    {"video_id": vid, "subject": f"s{s}", "label": label, "fold": s % 2}
+                )
+                for start, stop in window(n):
+                    clips_rows.append(
+                        {
+                            "video_id": vid,
+                            "subject": f"s{s}",
+                            "label": label,
+                            "start": start,
+                            "stop": stop,
+                            "n_frames": n,
+                            "padded": 0,
+                        }
+                    )
+    pd.DataFrame(clips_rows).to_csv(tmp_path / "clips.csv", index=False)
+    pd.DataFrame(fold_rows).to_csv(tmp_path / "folds.csv", index=False)
+    out = {
+        k: tmp_path / name
+        for k, name in (
+            ("weights", "model.pt"),
+            ("history", "history.csv"),
+            ("predictions", "predictions.csv"),
+            ("onthefly", "onthefly.csv"),
+        )
+    }
+    params = {"epochs": 6, "patience": 2, "val_subjects": 0.34, "refit": True, "hidden": 8}
+    main(
+        [
+            "--clips",
+            str(tmp_path / "clips.csv"),
+            "--folds",
+            str(tmp_path / "folds.csv"),
+            "--features",
+            str(tmp_path / "shard-0.h5"),
+            "--model",
+            "gru",
+            "--backbone",
+            "hog",
+            "--fold",
+            "0",
+            "--params",
+            json.dumps(params),
+            "--device",
+            "cpu",
+            *[a for k, p in out.items() for a in (f"--out-{k}", str(p))],
+        ]
+    )
+    meta = torch.load(out["weights"], weights_only=True)["meta"]
+    test_subjects = {"s0", "s2", "s4"}
+    assert len(meta["val_subjects"]) == 1 and len(meta["train_subjects"]) == 2
+    assert not (set(meta["val_subjects"]) | set(meta["train_subjects"])) & test_subjects
+    assert meta["refit"] and 1 <= meta["best_epoch"] <= meta["epochs_run"] <= 6
+    history = read_csv(out["history"])
+    assert history.phase[history.phase == "refit"].size == meta["best_epoch"]
+    assert history.val_loss[history.phase == "fit"].notna().all()
+    pred = read_csv(out["predictions"])
+    assert set(pred.subject) == test_subjects and pred.filter(like="p_").shape[1] == 3
+    early = read_csv(out["onthefly"])
+    assert len(early) == 10 * 9 and set(early.fraction) == set(np.round(np.arange(1, 11) / 10, 1))
