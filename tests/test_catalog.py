@@ -61,3 +61,15 @@ def test_default_config_validates(root, schema):
     config = yaml.safe_load((root / "config.yaml").read_text())
     validate(config, str(root / "workflow/schemas/config.schema.yaml"))
     assert catalog.experiments(config)
+
+
+@pytest.mark.parametrize("preset", ["emop3d", "zoo", "backbones"])
+def test_presets_validate_over_the_demo_config(root, preset):
+    from snakemake.utils import update_config, validate
+
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((root / f"workflow/presets/{preset}.yaml").read_text()))
+    validate(config, str(root / "workflow/schemas/config.schema.yaml"))
+    pairs = catalog.experiments(config)
+    if preset == "zoo":
+        assert ("mstcn", "fer-minixception") in pairs and len({m for m, _ in pairs}) == 8
