@@ -4,79 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from dagtools import TINY, job_counts, snakemake
 
 from pipeline.common import read_csv
 from pipeline.folds import check_no_leakage
 from pipeline.report import fmt
-
-TINY = {
-    "demo": {
-        "subjects": 4,
-        "repetitions": 1,
-        "min_frames": 18,
-        "max_frames": 30,
-        "width": 160,
-        "height": 120,
-    },
-    "shards": 2,
-    "face": {"min_face_size": 20},
-    # the demo (make report) covers similarity alignment; the tests cover the 3D path
-    "frontalize": {"method": "hassner", "symmetry": "soft"},
-    "cv": {"k": 2},
-    "backbones": {
-        "hog": {"size": 48, "cell": 8},
-        "pixels": {"size": 24},
-        "resnet-attention": {"size": 32, "width": 4, "epochs": 2, "frames_per_video": 4},
-    },
-    "models": {
-        "gru": {"epochs": 3, "lr": 0.001, "hidden": 16, "proj": 32},
-        "c3d": {"epochs": 2, "lr": 0.003, "width": 4, "blocks": 2, "grid": 2},
-        "meanpool": {"backbones": ["hog", "pixels"]},
-    },
-}
-
-
-def snakemake(workdir: Path, root: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(root / "Snakefile"),
-        "--directory",
-        str(workdir),
-    ]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=1200)
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """The rule → job count table that `snakemake -n` prints."""
-    counts = {}
-    table = dry_run_output.split("Job stats:", 1)[1] if "Job stats:" in dry_run_output else ""
-    for line in table.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        counts[match[1]] = int(match[2])
-    counts.pop("total", None)
-    return counts
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, request):
-    root = Path(request.config.rootpath)
-    workdir = tmp_path_factory.mktemp("dag")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
-    done = snakemake(workdir, root, "--cores", "2", "results/report.html")
-    assert done.returncode == 0, done.stderr[-5000:]
-    return workdir, root
 
 
 def test_metrics_are_consistent_and_complete(run):
@@ -291,3 +228,61 @@ def test_a_dataset_layout_adds_the_adapter_rule(tmp_path, request):
     assert dry.returncode == 0, dry.stderr
     counts = job_counts(dry.stdout + dry.stderr)
     assert counts["adapt_dataset"] == 1 and "demo_data" not in counts
+
+
+def test_forcerun_extract_features_reruns_features_and_what_depends_on_them(run):
+    workdir, root = run
+    dry = snakemake(
+        workdir, root, "-n", "--forcerun", "extract_features", "--", "results/report.html"
+    )
+    assert dry.returncode == 0, dry.stderr
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert counts == {
+        "extract_features": 4,  # hog and pixels × 2 shards (resnet-attention is per fold)
+        "feature_index": 2,
+        "train": 8,  # gru/hog, c3d/pixels, meanpool/hog, meanpool/pixels × 2 folds
+        "evaluate": 4,
+        "report": 1,
+    }, counts
+
+
+def test_until_frontalize_stops_after_alignment(tmp_path, request):
+    root = Path(request.config.rootpath)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
+    dry = snakemake(tmp_path, root, "-n", "--until", "frontalize")
+    assert dry.returncode == 0, dry.stderr
+    assert job_counts(dry.stdout + dry.stderr) == {
+        "demo_data": 1,
+        "dataset": 1,
+        "detect_faces": 2,
+        "frontalize": 2,
+    }
+
+
+def test_every_rule_declares_threads_memory_and_runtime(root):
+    text = "".join(p.read_text() for p in sorted((root / "workflow/rules").glob("*.smk")))
+    rules = re.split(r"(?m)^rule ", text)[1:]
+    assert len(rules) >= 14
+    for body in rules:
+        name = body.split(":", 1)[0]
+        for key in ("threads:", "mem_mb=", "runtime="):
+            assert key in body, f"rule {name} does not declare {key}"
+
+
+def test_cuda_devices_ask_for_gpus_and_auto_does_not(run, tmp_path):
+    workdir, root = run
+    config = {**TINY, "train": {"device": "cuda", "seed": 0}}
+    (workdir / "cuda.yaml").write_text(yaml.safe_dump(config))
+    args = ("-n", "--forcerun", "train", "extract_features", "--", "results/report.html")
+    cuda = snakemake(workdir, root, "--configfile", str(workdir / "cuda.yaml"), *args)
+    auto = snakemake(workdir, root, *args)
+    assert cuda.returncode == 0 and auto.returncode == 0, cuda.stderr + auto.stderr
+
+    def gpus(out: str, rule: str) -> set[str]:
+        jobs = re.findall(rf"rule {rule}:.*?resources: ([^\n]*)", out, re.S)
+        assert jobs, rule
+        return {re.search(r"gpu=(\d+)", r).group(1) if "gpu=" in r else "0" for r in jobs}
+
+    assert gpus(cuda.stdout + cuda.stderr, "train") == {"1"}
+    assert gpus(cuda.stdout + cuda.stderr, "extract_features") == {"0"}  # backbones: auto
+    assert gpus(auto.stdout + auto.stderr, "train") == {"0"}

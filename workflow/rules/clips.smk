@@ -6,6 +6,10 @@ rule window_clips:
         clips="results/clips.csv",
     log:
         "logs/window_clips.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         clips=section("clips"),
     shell:
@@ -20,6 +24,10 @@ rule folds:
         folds="results/folds.csv",
     log:
         "logs/folds.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         cv=section("cv"),
     shell:

@@ -166,3 +166,26 @@ def get_provenance(wildcards):
 
 def get_metrics():
     return [f"results/metrics/{m}_{b}.json" for m, b in EXPERIMENTS]
+
+
+# Resources (mem_mb in MB, runtime in minutes) are what a cluster job asks for; locally they
+# only matter with --resources. Override them per rule in a profile (set-resources).
+def gpus_for(device):
+    """One GPU for a job whose device setting asks for CUDA; `auto` and `cpu` ask for none."""
+    return 1 if str(device).startswith("cuda") else 0
+
+
+def backbone_gpus(wildcards):
+    return gpus_for(
+        (config["backbones"][wildcards.backbone] or {}).get("device", "auto")
+    )
+
+
+def shard_runtime(wildcards, attempt):
+    """Per-shard stages: two hours, doubled on each retry (a shard resumes where it stopped)."""
+    return 120 * 2 ** (attempt - 1)
+
+
+def train_mem_mb(wildcards, input, attempt):
+    """Training holds its fold's clips in memory: ~12 × the compressed features, plus torch."""
+    return int((2000 + 12 * input.size_mb) * attempt)

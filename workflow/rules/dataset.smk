@@ -5,6 +5,10 @@ rule adapt_dataset:
         sheet="results/dataset/sheet.csv",
     log:
         "logs/adapt_dataset.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
     params:
         format=DATASET["format"],
     shell:
@@ -20,6 +24,10 @@ rule dataset:
         skipped="results/qc/dataset_skipped.csv",
     log:
         "logs/dataset.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         dataset=section("dataset"),
         on_error=config["on_error"],

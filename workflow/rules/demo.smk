@@ -7,6 +7,9 @@ rule demo_data:
     benchmark:
         "benchmarks/demo_data.tsv"
     threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         demo=section("demo"),
         out=DEMO_DIR,

@@ -7,6 +7,10 @@ rule evaluate:
         metrics="results/metrics/{model}_{backbone}.json",
     log:
         "logs/evaluate/{model}_{backbone}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         provenance=get_provenance,
     shell:

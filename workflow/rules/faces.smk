@@ -8,6 +8,10 @@ rule detect_faces:
     benchmark:
         "benchmarks/detect_faces/shard-{shard}.tsv"
     threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=shard_runtime,
+        gpu=gpus_for(config["face"]["device"]),
     params:
         face=section("face"),
         shards=config["shards"],

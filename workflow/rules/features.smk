@@ -10,6 +10,10 @@ rule extract_features:
     wildcard_constraints:
         backbone="|".join(SHARED_BACKBONES),
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=shard_runtime,
+        gpu=backbone_gpus,
     params:
         backbone=get_backbone_params,
     shell:
@@ -33,6 +37,10 @@ rule train_backbone:
     wildcard_constraints:
         backbone="|".join(FOLD_BACKBONES),
     threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=240,
+        gpu=backbone_gpus,
     params:
         backbone=get_backbone_params,
     shell:
@@ -54,6 +62,10 @@ rule extract_fold_features:
     wildcard_constraints:
         backbone="|".join(FOLD_BACKBONES),
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=shard_runtime,
+        gpu=backbone_gpus,
     params:
         backbone=get_backbone_params,
     shell:
@@ -69,6 +81,10 @@ rule feature_index:
         index="results/features/{backbone}/index.csv",
     log:
         "logs/feature_index/{backbone}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     shell:
         "{PY} -m pipeline.store --features {input.features:q} --out {output.index:q} "
         "> {log:q} 2>&1"

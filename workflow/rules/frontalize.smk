@@ -10,6 +10,9 @@ rule frontalize:
     benchmark:
         "benchmarks/frontalize/shard-{shard}.tsv"
     threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=shard_runtime,
     params:
         frontalize=section("frontalize"),
         on_error=config["on_error"],

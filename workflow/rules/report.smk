@@ -14,6 +14,10 @@ rule report:
         report="results/report.html",
     log:
         "logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         config=json.dumps(config, sort_keys=True),
     shell:

@@ -13,6 +13,10 @@ rule train:
     benchmark:
         "benchmarks/train/{model}/{backbone}/fold{fold}.tsv"
     threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=240,
+        gpu=gpus_for(config["train"]["device"]),
     params:
         model=get_model_params,
         length=config["clips"]["length"],

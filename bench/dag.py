@@ -1,0 +1,95 @@
+"""Benchmark of the DAG itself: planning 20,000 videos, and a no-op rerun of the demo.
+
+    .venv/bin/python bench/dag.py [--videos 20000] [--shards 64]
+
+1. A generated label sheet of `--videos` videos (1,000 subjects, 7 labels; the files need
+   not exist for planning) in a temporary folder, with the demo's config, `shards` set to
+   `--shards` and 10 folds: `snakemake -n results/report.html`. Printed: seconds and the job
+   count by rule. Target: < 30 s. Per-video work is grouped in shards, so the job count does
+   not grow with the number of videos (the same plan is made for 120 videos as a baseline).
+2. `snakemake --cores 8 results/report.html` in the repository when the demo is complete
+   (after `make report`): a no-op rerun. Target: < 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
+
+
+def snakemake(workdir: Path, *args: str) -> tuple[float, str, int]:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [*cmd, "--directory", str(workdir), *args], capture_output=True, text=True
+    )
+    return time.perf_counter() - t0, done.stdout + done.stderr, done.returncode
+
+
+def job_counts(text: str) -> dict[str, int]:
+    table = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
+    counts = {}
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    return counts
+
+
+def plan(videos: int, shards: int) -> tuple[float, dict[str, int]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        with open(tmp / "sheet.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "subject", "label"])
+            for i in range(videos):
+                subject = f"s{i % 1000:04d}"
+                writer.writerow([f"videos/{subject}/clip_{i:06d}.mp4", subject, LABELS[i % 7]])
+        config = yaml.safe_load((ROOT / "config.yaml").read_text())
+        config["dataset"]["sheet"] = str(tmp / "sheet.csv")
+        config["shards"] = shards
+        config["cv"]["k"] = 10
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+        seconds, out, rc = snakemake(tmp, "-n", "--quiet", "rules", "results/report.html")
+        if rc != 0:
+            raise SystemExit(f"snakemake -n failed:\n{out[-3000:]}")
+        return seconds, job_counts(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", type=int, default=20000)
+    ap.add_argument("--shards", type=int, default=64)
+    args = ap.parse_args()
+
+    base_s, base_jobs = plan(120, args.shards)
+    big_s, big_jobs = plan(args.videos, args.shards)
+    print(f"dry run, {args.shards} shards, 10 folds, the demo's models and backbones:")
+    print(f"  {120:>6} videos: {base_s:5.1f} s, {sum(base_jobs.values())} jobs")
+    print(
+        f"  {args.videos:>6} videos: {big_s:5.1f} s, {sum(big_jobs.values())} jobs (target < 30 s)"
+    )
+    print(f"  ratio {big_s / base_s:.2f}; jobs by rule: {big_jobs}")
+
+    if (ROOT / "results/report.html").exists():
+        seconds, out, rc = snakemake(ROOT, "--cores", "8", "results/report.html")
+        state = "nothing to do" if "Nothing to be done" in out else "RAN JOBS"
+        print(f"no-op rerun of the demo: {seconds:.1f} s ({state}; target < 5 s)")
+    else:
+        print("no-op rerun of the demo: skipped, run `make report` first")
+
+
+if __name__ == "__main__":
+    main()
