@@ -45,6 +45,7 @@ def job_counts(text: str) -> dict[str, int]:
         if not match:
             break
         counts[match[1]] = int(match[2])
+    counts.pop("total", None)
     return counts
 
 
@@ -62,7 +63,7 @@ def plan(videos: int, shards: int) -> tuple[float, dict[str, int]]:
         config["shards"] = shards
         config["cv"]["k"] = 10
         (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-        seconds, out, rc = snakemake(tmp, "-n", "--quiet", "rules", "results/report.html")
+        seconds, out, rc = snakemake(tmp, "-n", "--quiet", "rules", "--", "results/report.html")
         if rc != 0:
             raise SystemExit(f"snakemake -n failed:\n{out[-3000:]}")
         return seconds, job_counts(out)

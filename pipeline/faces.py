@@ -57,7 +57,7 @@ from pipeline.common import (
     setup_logging,
     shard_of,
 )
-from pipeline.store import shard_writer
+from pipeline.store import Resume, file_state, shard_writer
 from pipeline.video import LazyFrame, decode_options, iter_lazy
 
 log = logging.getLogger(__name__)
@@ -506,11 +506,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     mine = videos[[shard_of(v, args.shards) == args.shard for v in videos.video_id]]
     detector = Detector(params)
     n_frames = n_valid = 0
+    resume = Resume(args.out, {"stage": "detect_faces", "params": params})
     with shard_writer(args.out, shard=args.shard, shards=args.shards, params=params) as (
         f,
         skipped,
     ):
         for rec in mine.sort_values("video_id").to_dict("records"):
+            vid = rec["video_id"]
+            extra = [repr(sorted(rec.items())), file_state(rec["path"])]
+            if resume.restore(vid, f, skipped, extra):
+                if vid in f:
+                    n_frames += len(f[vid]["valid"])
+                    n_valid += int(f[vid]["valid"][:].sum())
+                continue
             try:
                 arrays = detect_video(
                     detector,
@@ -528,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     raise
                 log.warning("skipping %s: %s", rec["video_id"], err)
                 skipped[rec["video_id"]] = str(err)
+                resume.save(vid, f, skipped, extra)
                 continue
             group = f.create_group(rec["video_id"])
             group.attrs["cropped"] = bool(arrays.pop("cropped", False))
@@ -539,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             n_frames += len(arrays["valid"])
             n_valid += int(arrays["valid"].sum())
+            resume.save(vid, f, skipped, extra)
+    resume.clear()
     rate = n_valid / max(n_frames, 1)
     log.info(
         "shard %d: %d videos, %d frames, face in %.1f %%, %d skipped",

@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline import catalog
 from pipeline.common import digest, parse_params, run_main, setup_logging
-from pipeline.store import frame_chunks, shard_writer
+from pipeline.store import Resume, file_state, frame_chunks, shard_writer
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +90,23 @@ def extract_shard(backbone, name: str, params: dict, aligned_path: str, out_path
         "input": described.get("input", []),
         "describe": described,
     }
+    resume = Resume(out_path, {"stage": "features", **attrs, "aligned": file_state(aligned_path)})
     with (
         h5py.File(aligned_path, "r") as aligned,
-        shard_writer(out_path, **attrs) as (out, _skipped),
+        shard_writer(out_path, **attrs) as (out, skipped),
     ):
         for vid in aligned:
+            if resume.restore(vid, out, skipped):
+                continue
             ds = extract(backbone, aligned[vid]["frames"], out, vid)
             valid = aligned[vid]["valid"][:]
             ds.attrs["fps"] = aligned[vid].attrs["fps"]
             ds.attrs["n_frames"] = len(valid)
             ds.attrs["first_frame"] = 0
             ds.attrs["valid_fraction"] = float(valid.mean()) if len(valid) else 0.0
+            resume.save(vid, out, skipped)
         log.info("%s: %d videos with backbone %s", out_path, len(aligned), name)
+    resume.clear()
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from pipeline.common import (
     run_main,
     setup_logging,
 )
-from pipeline.store import frame_chunks, shard_writer
+from pipeline.store import Resume, file_state, frame_chunks, shard_writer
 from pipeline.video import batched, decode_options, iter_frames
 
 log = logging.getLogger(__name__)
@@ -376,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     videos = read_csv(args.videos).set_index("video_id", drop=False)
     montages = Path(args.montages)
     montages.mkdir(parents=True, exist_ok=True)
+    resume = Resume(
+        args.out, {"stage": "frontalize", "params": params, "faces": file_state(args.faces)}
+    )
     with (
         h5py.File(args.faces, "r") as faces,
         shard_writer(args.out, params=params) as (out, skipped),
@@ -383,6 +386,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         for vid in faces:
             det = faces[vid]
             rec = videos.loc[vid].to_dict()
+            extra = [repr(sorted(rec.items())), file_state(rec["path"])]
+            if resume.restore(vid, out, skipped, extra):
+                if vid in out:  # the montage folder is an output: Snakemake removed it
+                    montage(out[vid]["frames"], out[vid]["valid"][:], montages / f"{vid}.png")
+                continue
             group = out.create_group(vid)
             try:
                 pose = frontalize_video(
@@ -394,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 del out[vid]
                 log.warning("skipping %s: %s", vid, err)
                 skipped[vid] = str(err)
+                resume.save(vid, out, skipped, extra)
                 continue
             valid = det["valid"][:]
             group.create_dataset("valid", data=valid)
@@ -403,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             group.attrs["fps"] = det.attrs["fps"]
             group.attrs["method"] = method
             montage(group["frames"], valid, montages / f"{vid}.png")
+            resume.save(vid, out, skipped, extra)
+    resume.clear()
     log.info("aligned %s (%s): %d skipped", args.out, method, len(skipped))
 
 

@@ -3,6 +3,9 @@
 Every per-shard file is written to a temporary name and renamed when complete, and carries a
 root attribute `skipped` (JSON: video_id → reason) for the videos that stage could not use.
 
+Inside a shard, finished videos are kept as they finish (`Resume`): a shard job killed half
+way (node failure, time limit, SIGKILL) redoes only the videos it had not finished.
+
 `python -m pipeline.store --features F [F ...] --out index.csv` writes the index table of
 feature files (the `feature_index` rule).
 """
@@ -10,15 +13,20 @@ feature files (the `feature_index` rule).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from pipeline.common import atomic_path
+from pipeline.common import atomic_path, digest
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -31,6 +39,76 @@ def shard_writer(path: str | os.PathLike, **attrs) -> Iterator[tuple[h5py.File, 
                 f.attrs[key] = value if isinstance(value, int | float | str) else json.dumps(value)
             yield f, skipped
             f.attrs["skipped"] = json.dumps(skipped, sort_keys=True)
+
+
+def file_state(path: str | os.PathLike) -> list:
+    """What identifies an input file's version for resuming: path, size, modification time."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [str(path), None, None]
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+class Resume:
+    """Finished videos of a shard, kept beside its output in `<output>.parts/` until it commits.
+
+    Each video, once written to the shard file, is also copied to its own small HDF5 file
+    (written atomically), tagged with a key: the stage's settings and the identity (path,
+    size, mtime) of its inputs. A rerun of the shard restores every video whose key still
+    matches instead of computing it again; a changed setting or input invalidates the part.
+    `clear()` after the shard file is committed removes the folder. The folder is not a
+    Snakemake output, so Snakemake leaves it when it deletes a failed job's outputs.
+    """
+
+    def __init__(self, out_path: str | os.PathLike, key: object):
+        self.dir = Path(str(out_path) + ".parts")
+        self.key = digest(key, 32)
+        self.restored = 0
+
+    def _path(self, video_id: str) -> Path:
+        return self.dir / f"{hashlib.sha1(video_id.encode()).hexdigest()[:20]}.h5"
+
+    def _key(self, extra: object) -> str:
+        return self.key if extra is None else digest([self.key, extra], 32)
+
+    def restore(self, video_id: str, out: h5py.File, skipped: dict, extra: object = None) -> bool:
+        """Copy a finished video (or its recorded skip) into `out`; False if it must be done."""
+        path = self._path(video_id)
+        if not path.exists():
+            return False
+        try:
+            with h5py.File(path, "r") as part:
+                if (
+                    part.attrs.get("key") != self._key(extra)
+                    or part.attrs.get("video_id") != video_id
+                ):
+                    return False
+                if "skipped" in part.attrs:
+                    skipped[video_id] = str(part.attrs["skipped"])
+                else:
+                    part.copy(part[video_id], out, video_id)
+        except OSError:  # unreadable (should not happen: parts are written atomically)
+            return False
+        self.restored += 1
+        return True
+
+    def save(self, video_id: str, out: h5py.File, skipped: dict, extra: object = None) -> None:
+        """Keep the video just written to `out` (or its skip reason) for a rerun."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self._path(video_id)) as tmp:
+            with h5py.File(tmp, "w") as part:
+                part.attrs["key"] = self._key(extra)
+                part.attrs["video_id"] = video_id
+                if video_id in skipped:
+                    part.attrs["skipped"] = skipped[video_id]
+                else:
+                    out.copy(out[video_id], part, video_id)
+
+    def clear(self) -> None:
+        if self.restored:
+            log.info("%d videos restored from %s", self.restored, self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def read_skipped(path: str | os.PathLike) -> dict[str, str]:

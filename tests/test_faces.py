@@ -206,3 +206,55 @@ def test_a_sideways_phone_video_is_detected_upright(tmp_path, detector):
 def _write(path, video):
     write_video(path, video)
     return path
+
+
+def test_a_crashed_face_shard_resumes_with_its_finished_videos(tmp_path, monkeypatch):
+    import h5py
+    import pandas as pd
+
+    from pipeline import faces
+
+    rows = []
+    for s in range(3):
+        path = _write(tmp_path / f"v{s}.mp4", frames(s, 12))
+        rows.append(
+            {
+                "video_id": f"v{s}",
+                "path": str(path),
+                "fps": 30.0,
+                "n_frames": 12,
+                "source_fps": 30.0,
+                "target_fps": "",
+            }
+        )
+    pd.DataFrame(rows).to_csv(tmp_path / "videos.csv", index=False)
+    args = [
+        "--videos",
+        str(tmp_path / "videos.csv"),
+        "--shard",
+        "0",
+        "--shards",
+        "1",
+        "--out",
+        str(tmp_path / "faces.h5"),
+        "--params",
+        '{"min_face_size": 30, "landmarks": "none"}',
+    ]
+    real, seen = faces.detect_video, []
+
+    def crash_on_second(detector, path, *rest):
+        seen.append(path)
+        if len(seen) == 2:
+            raise RuntimeError("job killed")
+        return real(detector, path, *rest)
+
+    monkeypatch.setattr(faces, "detect_video", crash_on_second)
+    with pytest.raises(RuntimeError):
+        faces.main(args)
+    assert not (tmp_path / "faces.h5").exists()
+    seen.clear()
+    monkeypatch.setattr(faces, "detect_video", lambda d, p, *r: seen.append(p) or real(d, p, *r))
+    faces.main(args)
+    assert seen == [str(tmp_path / "v1.mp4"), str(tmp_path / "v2.mp4")]  # v0 was finished
+    with h5py.File(tmp_path / "faces.h5") as f:
+        assert list(f) == ["v0", "v1", "v2"] and f["v0"]["valid"][:].all()

@@ -76,3 +76,107 @@ def test_clip_dataset_works_with_multi_worker_dataloaders(tmp_path):
     assert os.getpid() not in worker_pids and len(worker_pids) == 2
     assert all(int(n) == 1 for b in batches for n in b[3])  # each worker used its own handle
     assert torch.is_tensor(batches[0][0])
+
+
+class CountingHog:
+    """The real hog backbone, counting the videos it sees and crashing on request."""
+
+    def __init__(self, crash_on=None):
+        from pipeline.backbones.hog import Backbone
+
+        self.inner = Backbone(size=32, cell=8)
+        self.kind = self.inner.kind
+        self.calls, self.crash_on = [], crash_on
+
+    def describe(self):
+        return self.inner.describe()
+
+    def __call__(self, frames):
+        self.calls.append(len(frames))
+        if len(self.calls) == self.crash_on:
+            raise RuntimeError("node lost")
+        return self.inner(frames)
+
+
+def aligned_shard(path, videos=4):
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for v in range(videos):
+            g = f.create_group(f"v{v}")
+            g.create_dataset(
+                "frames", data=rng.integers(0, 255, (10 + v, 48, 48, 3), dtype=np.uint8)
+            )
+            g.create_dataset("valid", data=np.ones(10 + v, bool))
+            g.attrs["fps"] = 30.0
+
+
+def test_a_crashed_shard_redoes_only_its_unfinished_videos(tmp_path):
+    from pipeline.features import extract_shard
+
+    aligned_shard(tmp_path / "aligned.h5")
+    clean = CountingHog()
+    extract_shard(
+        clean, "hog", {"size": 32}, str(tmp_path / "aligned.h5"), str(tmp_path / "clean.h5")
+    )
+    out = tmp_path / "shard.h5"
+    crashing = CountingHog(crash_on=3)  # dies on the third video
+    with pytest.raises(RuntimeError):
+        extract_shard(crashing, "hog", {"size": 32}, str(tmp_path / "aligned.h5"), str(out))
+    assert not out.exists() and len(list((tmp_path / "shard.h5.parts").iterdir())) == 2
+    again = CountingHog()
+    extract_shard(again, "hog", {"size": 32}, str(tmp_path / "aligned.h5"), str(out))
+    assert again.calls == [12, 13]  # videos v2 and v3 only
+    assert not (tmp_path / "shard.h5.parts").exists()
+    with h5py.File(out) as a, h5py.File(tmp_path / "clean.h5") as b:
+        assert list(a) == list(b) == ["v0", "v1", "v2", "v3"]
+        for vid in a:
+            np.testing.assert_array_equal(a[vid][:], b[vid][:])
+            assert dict(a[vid].attrs) == dict(b[vid].attrs)
+
+
+def test_changed_settings_or_inputs_invalidate_finished_videos(tmp_path):
+    from pipeline.features import extract_shard
+
+    aligned_shard(tmp_path / "aligned.h5")
+    with pytest.raises(RuntimeError):
+        extract_shard(
+            CountingHog(crash_on=3),
+            "hog",
+            {"size": 32},
+            str(tmp_path / "aligned.h5"),
+            str(tmp_path / "s.h5"),
+        )
+    changed = CountingHog()
+    extract_shard(
+        changed,
+        "hog",
+        {"size": 32, "cell": 4},
+        str(tmp_path / "aligned.h5"),
+        str(tmp_path / "s.h5"),
+    )
+    assert len(changed.calls) == 4  # other settings: nothing reused
+    with pytest.raises(RuntimeError):
+        extract_shard(
+            CountingHog(crash_on=3),
+            "hog",
+            {"size": 32},
+            str(tmp_path / "aligned.h5"),
+            str(tmp_path / "t.h5"),
+        )
+    aligned_shard(tmp_path / "aligned.h5", videos=4)  # the input was rewritten
+    fresh = CountingHog()
+    extract_shard(fresh, "hog", {"size": 32}, str(tmp_path / "aligned.h5"), str(tmp_path / "t.h5"))
+    assert len(fresh.calls) == 4
+
+
+def test_resume_restores_recorded_skips(tmp_path):
+    from pipeline.store import Resume
+
+    with shard_writer(tmp_path / "a.h5") as (f, skipped):
+        resume = Resume(tmp_path / "a.h5", {"k": 1})
+        skipped["bad"] = "no face found"
+        resume.save("bad", f, skipped)
+    with shard_writer(tmp_path / "a.h5.again") as (f, skipped):
+        assert Resume(tmp_path / "a.h5", {"k": 1}).restore("bad", f, skipped)
+        assert skipped == {"bad": "no face found"} and "bad" not in f
+        assert not Resume(tmp_path / "a.h5", {"k": 2}).restore("bad", f, {})
