@@ -286,3 +286,50 @@ def test_cuda_devices_ask_for_gpus_and_auto_does_not(run, tmp_path):
     assert gpus(cuda.stdout + cuda.stderr, "train") == {"1"}
     assert gpus(cuda.stdout + cuda.stderr, "extract_features") == {"0"}  # backbones: auto
     assert gpus(auto.stdout + auto.stderr, "train") == {"0"}
+
+
+def test_a_crashed_frontalize_shard_resumes_and_redraws_montages(run, tmp_path, monkeypatch):
+    import h5py
+
+    from pipeline import frontalize
+
+    workdir, _ = run
+    faces = workdir / "results/faces/shard-0.h5"
+    with h5py.File(faces) as f:
+        videos = list(f)
+    assert len(videos) >= 2
+    args = [
+        "--videos",
+        str(workdir / "results/dataset/videos.csv"),
+        "--faces",
+        str(faces),
+        "--out",
+        str(tmp_path / "aligned.h5"),
+        "--montages",
+        str(tmp_path / "montages"),
+        "--params",
+        json.dumps(TINY["frontalize"]),
+    ]
+    real, seen = frontalize.frontalize_video, []
+
+    def crash_on_second(path, *rest):
+        seen.append(path)
+        if len(seen) == 2:
+            raise RuntimeError("job killed")
+        return real(path, *rest)
+
+    monkeypatch.setattr(frontalize, "frontalize_video", crash_on_second)
+    with pytest.raises(RuntimeError):
+        frontalize.main(args)
+    seen.clear()
+    monkeypatch.setattr(frontalize, "frontalize_video", lambda p, *r: seen.append(p) or real(p, *r))
+    frontalize.main(args)
+    assert len(seen) == len(videos) - 1  # the first video was restored, not redone
+    assert sorted(p.stem for p in (tmp_path / "montages").glob("*.png")) == sorted(videos)
+    with (
+        h5py.File(tmp_path / "aligned.h5") as a,
+        h5py.File(workdir / "results/aligned/shard-0.h5") as b,
+    ):
+        assert list(a) == list(b)
+        for vid in a:
+            np.testing.assert_array_equal(a[vid]["frames"][:], b[vid]["frames"][:])
