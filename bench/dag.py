@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from dagtools import job_counts  # noqa: E402 (the parser of `snakemake -n` the tests use)
+
 LABELS = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
 
 
@@ -35,18 +38,6 @@ def snakemake(workdir: Path, *args: str) -> tuple[float, str, int]:
         [*cmd, "--directory", str(workdir), *args], capture_output=True, text=True
     )
     return time.perf_counter() - t0, done.stdout + done.stderr, done.returncode
-
-
-def job_counts(text: str) -> dict[str, int]:
-    table = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
-    counts = {}
-    for line in table.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        counts[match[1]] = int(match[2])
-    counts.pop("total", None)
-    return counts
 
 
 def plan(videos: int, shards: int) -> tuple[float, dict[str, int]]:
