@@ -246,14 +246,13 @@ def fit(model, x, y, params: dict, seed: int, device: str, x_val=None, y_val=Non
     model.fit_normalization(x)
     model.to(device)
     counts_weights = class_weights(y.numpy(), model.n_classes)
-    if getattr(model, "closed_form", False):
+    if model.closed_form:
         t0 = time.perf_counter()
         sample_weight = (
             counts_weights[y.numpy()] if p["balance"] != "none" else np.ones(len(y), np.float32)
         )
         result = model.fit_closed_form(x, y, sample_weight)
         row = {"phase": "fit", "epoch": 1, "lr": float("nan"), **result}
-        row.pop("iterations", None)
         if x_val is not None and len(x_val):
             criterion = torch.nn.CrossEntropyLoss()
             row["val_loss"], row["val_acc"] = evaluate_loss(model, x_val, y_val, criterion, device)
@@ -432,9 +431,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     classes = sorted(folds.label.unique())
     to_index = {c: i for i, c in enumerate(classes)}
     train, test = split(read_csv(args.clips), folds, args.fold)
-    closed_form = getattr(
-        catalog.load(catalog.MODELS, args.model, "model", "Model"), "closed_form", False
-    )
+    closed_form = catalog.load(catalog.MODELS, args.model, "model", "Model").closed_form
     held = inner_split(train, 0.0 if closed_form else p["val_subjects"], seed)
     reader = ClipReader(args.features)
     x_all = torch.from_numpy(reader.clips(train, args.clip_length))

@@ -83,5 +83,4 @@ class Model(TemporalModel):
         return {
             "loss": float(-np.log(np.clip(proba[rows, column], 1e-12, None)).mean()),
             "train_acc": float((present[proba.argmax(1)] == labels).mean()),
-            "iterations": int(np.max(clf.n_iter_)),
         }
