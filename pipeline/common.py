@@ -107,6 +107,35 @@ def digest(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "scikit-learn",
+    "scipy",
+    "pandas",
+    "h5py",
+    "snakemake",
+    "facenet-pytorch",
+    "dlib-bin",
+    "av",
+    "opencv-python-headless",
+    "scikit-image",
+    "fer-pipeline",
+)
+
+
+def versions() -> dict[str, str]:
+    """Python and the installed versions of the packages results depend on (from metadata)."""
+    out = {"python": sys.version.split()[0]}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
 def packaged_file(
     configured: str | None, setting: str, package: str, member: str, pin: str
 ) -> Path:
@@ -160,7 +189,14 @@ def seed_everything(seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # torch.use_deterministic_algorithms also sets an inductor (torch.compile) flag, and importing
+    # inductor costs ~1.6 s per process, a minute of the demo's ~60 training jobs. Nothing here is
+    # compiled, so set the kernel flag alone where this torch has it.
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if set_flag is None:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        set_flag(True, warn_only=True)
 
 
 def resolve_device(name: str = "auto") -> str:

@@ -14,7 +14,10 @@ Also, from each fold's `onthefly.csv`, video-level WAR and UAR (mean ± std over
 function of the fraction of every video seen (the on-the-fly curve), and from each fold's
 `history.csv` the training curves and the epoch model selection kept.
 
-Output `metrics/{model}_{backbone}.json` (keys sorted, same input → same bytes).
+Output `metrics/{model}_{backbone}.json` (keys sorted, same input → same bytes) with its
+provenance: the config sections the result depends on, their hash (`config_hash`), the
+software versions, and the protocol (`inductive`, or `transductive` with `cv.normalize:
+per_subject`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.common import parse_params, read_csv, run_main, setup_logging, write_json_atomic
+from pipeline.common import (
+    digest,
+    parse_params,
+    read_csv,
+    run_main,
+    setup_logging,
+    versions,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +90,24 @@ def summarize(table: pd.DataFrame, classes: list[str]) -> dict:
     pooled = scores(
         table.label.map(index).to_numpy(), table.pred.map(index).to_numpy(), len(classes)
     )
+    # per-class recall over the folds where the class is present
+    recall = np.array(
+        [[np.nan if r is None else r for r in f["recall"]] for f in folds], dtype=float
+    )
+    seen = ~np.isnan(recall)
+    recall_mean = [
+        float(np.mean(recall[seen[:, c], c])) if seen[:, c].any() else None
+        for c in range(len(classes))
+    ]
+    recall_std = [
+        float(np.std(recall[seen[:, c], c])) if seen[:, c].any() else None
+        for c in range(len(classes))
+    ]
     return {
         "folds": folds,
         "mean": {k: float(np.mean([f[k] for f in folds])) for k in keys},
         "std": {k: float(np.std([f[k] for f in folds])) for k in keys},
+        "recall": {"mean": recall_mean, "std": recall_std},
         "pooled": pooled,
     }
 
@@ -169,6 +194,18 @@ def evaluate(
     }
 
 
+def provenance(config: dict) -> dict:
+    """What a metrics file came from: config sections, their hash, versions, protocol."""
+    normalize = (config.get("cv") or {}).get("normalize", "none")
+    return {
+        "provenance": config,
+        "config_hash": digest(config),
+        "versions": versions(),
+        "protocol": "transductive" if normalize == "per_subject" else "inductive",
+        "normalize": normalize,
+    }
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Cross-validated metrics of one model × backbone.")
     ap.add_argument("--predictions", nargs="+", required=True, help="predictions.csv of every fold")
@@ -191,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         [read_csv(p) for p in args.onthefly],
         {fold_of(p): read_csv(p) for p in args.histories},
     )
-    metrics["provenance"] = parse_params(args.params)
+    metrics.update(provenance(parse_params(args.params)))
     write_json_atomic(args.out, metrics)
     for level in ("clip", "video"):
         m, s = metrics[level]["mean"], metrics[level]["std"]

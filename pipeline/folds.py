@@ -1,10 +1,19 @@
 """The `folds` stage: assign every video to a cross-validation fold, grouped by subject.
 
-StratifiedGroupKFold keeps all videos of a subject in one fold (so no subject is ever on both
-sides of a split) while balancing labels across folds as far as the subjects allow. Clips
-inherit their video's fold, so clips of one video never straddle folds.
+Three protocols (`cv.method`):
 
-Output `folds.csv`: video_id, subject, label, fold.
+    kfold  StratifiedGroupKFold: k folds (default 10, as EmoP3D), all videos of a subject in
+           one fold, labels balanced across folds as far as the subjects allow
+    loso   leave-one-subject-out: one fold per subject (fold i = i-th subject, sorted)
+    file   an official split read from `cv.file` (e.g. DFEW's 5 folds): a CSV with a `fold`
+           column and `video_id` or `path` (written as in the label sheet)
+
+Whatever the protocol, a check refuses any split with a subject on both sides of a fold, and
+any fold without test or training videos. Clips inherit their video's fold, so clips of one
+video never straddle folds. Every model reads the same `folds.csv`.
+
+Outputs: `folds.csv` (video_id, subject, label, fold) and `skipped.csv` (videos the split file
+does not list, left out with that reason; empty for kfold and loso).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -26,11 +36,12 @@ from pipeline.common import (
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"k": 5, "seed": 0}
+DEFAULTS = {"method": "kfold", "k": 10, "seed": 0, "file": None}
+SKIP_COLUMNS = ["video_id", "stage", "reason"]
 
 
 def assign_folds(videos: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
-    """video_id, subject, label, fold for a table with one row per video."""
+    """Subject-grouped, label-stratified k folds of a table with one row per video."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     videos = videos.sort_values("video_id").reset_index(drop=True)
@@ -38,31 +49,142 @@ def assign_folds(videos: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
     if k < 2 or k > n_subjects:
         raise ConfigError(
             f"cv.k = {k}, but the data has {n_subjects} subjects; subject-independent folds "
-            f"need 2 <= k <= {n_subjects}: lower cv.k or add subjects"
+            f"need 2 <= k <= {n_subjects}: lower cv.k, add subjects, or use cv.method: loso"
         )
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     fold = pd.Series(-1, index=videos.index)
     for i, (_, test) in enumerate(splitter.split(videos, videos.label, groups=videos.subject)):
         fold.iloc[test] = i
     out = videos[["video_id", "subject", "label"]].assign(fold=fold.to_numpy())
-    check_no_leakage(out)
+    check_folds(out)
     return out
 
 
-def check_no_leakage(folds: pd.DataFrame) -> None:
-    """Raise if any subject has videos in more than one fold (train/test leakage)."""
-    spread = folds.groupby("subject").fold.nunique()
-    leaking = spread[spread > 1]
+def loso_folds(videos: pd.DataFrame) -> pd.DataFrame:
+    """One fold per subject, numbered in sorted subject order."""
+    subjects = sorted(videos.subject.astype(str).unique())
+    if len(subjects) < 2:
+        raise ConfigError("cv.method loso needs at least 2 subjects; the data has 1")
+    number = {s: i for i, s in enumerate(subjects)}
+    videos = videos.sort_values("video_id").reset_index(drop=True)
+    out = videos[["video_id", "subject", "label"]].assign(
+        fold=videos.subject.astype(str).map(number).to_numpy()
+    )
+    check_folds(out)
+    return out
+
+
+def read_split(path: str | Path) -> pd.DataFrame:
+    """video_id, fold of an official split file; fold labels renumbered 0..n-1 in sorted order."""
+    from pipeline.datasets.sheet import derive_id
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"cv.file: {str(path)!r} does not exist; give the split CSV's path")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if "fold" not in table or not ({"video_id", "path"} & set(table.columns)):
+        raise ConfigError(
+            f"{path}: a split file needs a `fold` column and a `video_id` or `path` column "
+            f"(found: {', '.join(table.columns)})"
+        )
+    ids = table["video_id"] if "video_id" in table else table["path"].map(derive_id)
+    split = pd.DataFrame({"video_id": ids.str.strip(), "fold": table["fold"].str.strip()})
+    blank = split.index[(split.video_id == "") | (split.fold == "")]
+    if len(blank):
+        lines = ", ".join(str(i + 2) for i in blank[:10])
+        raise ConfigError(f"{path}: empty video id or fold on line(s) {lines}")
+    twice = split[split.video_id.duplicated(keep=False)]
+    if len(twice):
+        listed = twice.groupby("video_id").fold.apply(lambda f: "/".join(f)).head(10)
+        raise ConfigError(
+            f"{path}: videos listed more than once (a video is tested in one fold): "
+            + "; ".join(f"{v} in folds {f}" for v, f in listed.items())
+        )
+    labels = sorted(split.fold.unique(), key=lambda f: (len(f), f) if f.isdigit() else (1e9, f))
+    split["fold"] = split.fold.map({f: i for i, f in enumerate(labels)})
+    return split
+
+
+def file_folds(videos: pd.DataFrame, path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Folds from a split file; the videos it does not list are returned as skipped."""
+    split = read_split(path)
+    videos = videos.sort_values("video_id").reset_index(drop=True)
+    table = videos[["video_id", "subject", "label"]].merge(split, on="video_id", how="left")
+    missing = table[table.fold.isna()]
+    unknown = sorted(set(split.video_id) - set(videos.video_id))
+    if len(missing) == len(table):
+        raise ConfigError(
+            f"{path}: none of its {len(split)} video ids matches the data's (e.g. "
+            f"{', '.join(split.video_id.head(3))} vs {', '.join(videos.video_id.head(3))}); "
+            "write ids as in results/dataset/videos.csv or paths as in the label sheet"
+        )
+    if unknown:
+        log.warning(
+            "%d videos of the split file are not in the data (skipped earlier or absent), e.g. %s",
+            len(unknown),
+            ", ".join(unknown[:5]),
+        )
+    skipped = pd.DataFrame(
+        {
+            "video_id": missing.video_id,
+            "stage": "folds",
+            "reason": f"not in the split file {Path(path).name}",
+        },
+        columns=SKIP_COLUMNS,
+    )
+    out = table.dropna(subset=["fold"]).astype({"fold": int}).reset_index(drop=True)
+    check_folds(out, n_folds=int(split.fold.max()) + 1, source=str(path))
+    return out, skipped
+
+
+def check_folds(folds: pd.DataFrame, n_folds: int | None = None, source: str = "") -> None:
+    """Refuse a split with a subject on both sides of a fold, or a fold without test videos."""
+    where = f"{source}: " if source else ""
+    spread = folds.groupby("subject").fold.unique()
+    leaking = spread[spread.map(len) > 1]
     if len(leaking):
-        raise AssertionError(f"subjects in several folds: {', '.join(map(str, leaking.index))}")
+        listed = "; ".join(
+            f"{s} in folds {', '.join(map(str, sorted(f)))}" for s, f in leaking.head(10).items()
+        )
+        raise ConfigError(
+            f"{where}{len(leaking)} subjects have videos in more than one fold, so they would be "
+            f"trained and tested on ({listed}); a subject-independent split keeps each subject's "
+            "videos in one fold: fix the split, or check the sheet's subject column"
+        )
     if (folds.fold < 0).any():
         raise AssertionError("some videos were assigned to no fold")
+    n_folds = n_folds if n_folds is not None else int(folds.fold.max()) + 1
+    empty = sorted(set(range(n_folds)) - set(folds.fold))
+    if empty:
+        raise ConfigError(
+            f"{where}fold(s) {', '.join(map(str, empty))} have no test videos left (their videos "
+            "were skipped or are not in the data); every fold needs test videos"
+        )
+    if n_folds < 2:
+        raise ConfigError(f"{where}a split needs at least 2 folds, found {n_folds}")
+
+
+def make_folds(videos: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    p = {**DEFAULTS, **params}
+    none = pd.DataFrame(columns=SKIP_COLUMNS)
+    if p["method"] == "kfold":
+        return assign_folds(videos, int(p["k"]), int(p["seed"])), none
+    if p["method"] == "loso":
+        return loso_folds(videos), none
+    if p["method"] == "file":
+        if not p["file"]:
+            raise ConfigError(
+                "cv.method file needs cv.file: the split CSV (video_id or path, fold)"
+            )
+        return file_folds(videos, p["file"])
+    raise ConfigError(f"cv.method {p['method']!r}: use kfold, loso or file")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="Subject-grouped, label-stratified folds.")
+    ap = argparse.ArgumentParser(description="Subject-independent cross-validation folds.")
     ap.add_argument("--clips", required=True, help="clips.csv (its videos are the ones kept)")
     ap.add_argument("--out", required=True, help="folds.csv")
+    ap.add_argument("--skipped", help="skipped.csv: videos left out by a split file")
     ap.add_argument("--params", default="{}", help="the config's `cv` section as JSON")
     return ap.parse_args(argv)
 
@@ -70,12 +192,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    p = {**DEFAULTS, **parse_params(args.params)}
     videos = read_csv(args.clips).drop_duplicates("video_id")
-    folds = assign_folds(videos, int(p["k"]), int(p["seed"]))
+    folds, skipped = make_folds(videos, parse_params(args.params))
     write_csv_atomic(args.out, folds)
+    if args.skipped:
+        write_csv_atomic(args.skipped, skipped)
     sizes = folds.groupby("fold").agg(videos=("video_id", "size"), subjects=("subject", "nunique"))
     log.info("folds:\n%s", sizes.to_string())
+    if len(skipped):
+        log.warning("%d videos are not in the split file and were left out", len(skipped))
 
 
 if __name__ == "__main__":

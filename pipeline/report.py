@@ -10,11 +10,9 @@ import base64
 import io
 import json
 import logging
-import platform
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
-from importlib import metadata
 from pathlib import Path
 
 import h5py
@@ -27,6 +25,8 @@ from pipeline.common import (
     read_csv,
     run_main,
     setup_logging,
+    versions,
+    write_csv_atomic,
     write_text_atomic,
 )
 
@@ -42,6 +42,7 @@ td.l,th.l{text-align:left}.muted{color:#666;font-size:.9em}.best{font-weight:bol
 .grid{display:flex;flex-wrap:wrap;gap:1em}.grid figure{margin:0}figcaption{font-size:.9em;color:#444}
 .montages figure{margin:0 0 .6em 0}.montages img{image-rendering:pixelated;max-width:100%}
 code{background:#f5f5f5;padding:0 .2em}
+.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.5em .8em}
 """
 
 
@@ -111,19 +112,6 @@ def baseline_for(m: dict, metrics: list[dict]) -> dict | None:
     return None
 
 
-def paired(m: dict, base: dict, key: str = "war") -> tuple[float, str]:
-    """Mean per-fold difference (video level) and wins/ties/losses over the same folds."""
-    ours = {f["fold"]: f[key] for f in m["video"]["folds"]}
-    theirs = {f["fold"]: f[key] for f in base["video"]["folds"]}
-    common = sorted(set(ours) & set(theirs))
-    diff = [ours[k] - theirs[k] for k in common]
-    wins = sum(d > 1e-12 for d in diff)
-    losses = sum(d < -1e-12 for d in diff)
-    return float(np.mean(diff)) if diff else float(
-        "nan"
-    ), f"{wins}/{len(common) - wins - losses}/{losses}"
-
-
 def onthefly_figure(metrics: list[dict]) -> str:
     import matplotlib
 
@@ -179,53 +167,86 @@ def training_figure(m: dict) -> str:
     return png(fig, alt=f"training curves of {m['model']} / {m['backbone']}")
 
 
-def zoo_section(metrics: list[dict]) -> str:
-    """Against the baseline, on-the-fly curves and training curves."""
+def comparison_section(metrics: list[dict]) -> str:
+    """Each model against the baseline on its backbone, and the best result against the rest:
+    paired over the same folds, with the Wilcoxon signed-rank p and its caveat."""
+    from pipeline.compare import caveat, compare, same_folds
+
+    def cells(c_war: dict, c_uar: dict) -> list[str]:
+        return [
+            f"{100 * c_war['mean_diff']:+.1f}",
+            f"{100 * c_uar['mean_diff']:+.1f}",
+            f"{c_war['better']}/{c_war['equal']}/{c_war['worse']}",
+            f"{c_war['wilcoxon_p']:.3f}",
+        ]
+
     html = []
     rows = []
     for m in metrics:
         if m["model"] == BASELINE:
             continue
         base = baseline_for(m, metrics)
-        if base is None:
+        if base is None or not same_folds(m, base):
             rows.append(
                 [
                     escape(m["model"]),
                     escape(m["backbone"]),
+                    fmt(m["video"]["mean"]["war"]),
                     "",
                     "",
                     "",
                     "",
-                    "<span class='muted'>no meanpool on this backbone</span>",
+                    "<span class='muted'>no meanpool on this backbone and folds</span>",
                 ]
             )
             continue
-        d_war, record = paired(m, base, "war")
-        d_uar, _ = paired(m, base, "uar")
         rows.append(
             [
                 escape(m["model"]),
                 escape(m["backbone"]),
                 fmt(m["video"]["mean"]["war"]),
                 fmt(base["video"]["mean"]["war"]),
-                f"{100 * d_war:+.1f}",
-                f"{100 * d_uar:+.1f}",
-                record,
+                *cells(compare(m, base, "war"), compare(m, base, "uar")),
             ]
         )
+    n_folds = metrics[0]["n_folds"]
+    header = ["Δ WAR", "Δ UAR", "folds +/=/−", "Wilcoxon p (WAR)"]
     if any(m["model"] == BASELINE for m in metrics) and rows:
         html += [
             "<h2>Against the baseline</h2>",
-            f"<p>Every deep model against <code>{BASELINE}</code> (logistic regression on "
+            f"<p>Every model against <code>{BASELINE}</code> (logistic regression on "
             "time-averaged features) on the same backbone and the same folds, video level. "
             "Δ = mean over folds of the per-fold difference, in percentage points; "
-            "folds = better / equal / worse. With few folds these are descriptive, not a test.</p>",
-            table_html(
-                ["model", "backbone", "WAR", "meanpool WAR", "Δ WAR", "Δ UAR", "folds +/=/−"],
-                rows,
-                left=2,
-            ),
+            "folds = better / equal / worse; p = two-sided Wilcoxon signed-rank test of the "
+            f"per-fold WAR differences. {escape(caveat(n_folds))}</p>",
+            table_html(["model", "backbone", "WAR", "meanpool WAR", *header], rows, left=2),
         ]
+    best = max(metrics, key=lambda m: m["video"]["mean"]["war"])
+    others = [m for m in metrics if m is not best and same_folds(m, best)]
+    if others:
+        rows = [
+            [
+                escape(m["model"]),
+                escape(m["backbone"]),
+                fmt(m["video"]["mean"]["war"]),
+                *cells(compare(best, m, "war"), compare(best, m, "uar")),
+            ]
+            for m in others
+        ]
+        html += [
+            "<h3>The best against the rest</h3>",
+            f"<p>{escape(best['model'])} / {escape(best['backbone'])} (highest mean video WAR, "
+            f"{fmt(best['video']['mean']['war'])} %) against every other result of the same "
+            "protocol and folds; Δ = best − other. Picking the best and then testing it is "
+            "itself optimistic. Every pair is in <code>results/comparison.csv</code>.</p>",
+            table_html(["model", "backbone", "WAR", *header], rows, left=2),
+        ]
+    return "\n".join(html)
+
+
+def zoo_section(metrics: list[dict]) -> str:
+    """On-the-fly curves and training curves."""
+    html = []
     if any(m.get("onthefly") for m in metrics):
         html += [
             "<h2>On-the-fly accuracy</h2>",
@@ -258,8 +279,27 @@ def zoo_section(metrics: list[dict]) -> str:
     return "\n".join(html)
 
 
-def results_section(metrics: list[dict]) -> str:
-    """The comparison table (best mean in bold) and the confusion matrices."""
+PROTOCOLS = {
+    "inductive": "",
+    "transductive": (
+        "Transductive protocol: features were standardised per subject with the statistics of "
+        "that subject's own clips, the test subjects' unlabelled test clips included "
+        "(<code>cv.normalize: per_subject</code>). These numbers are not comparable with "
+        "inductive results, where nothing about a test subject is seen before testing."
+    ),
+}
+
+
+def by_protocol(metrics: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Results grouped by protocol (inductive first); never mixed in one table."""
+    groups: dict[str, list[dict]] = {}
+    for m in metrics:
+        groups.setdefault(m.get("protocol", "inductive"), []).append(m)
+    return sorted(groups.items(), key=lambda kv: (kv[0] != "inductive", kv[0]))
+
+
+def results_table(metrics: list[dict]) -> str:
+    """The comparison table (best mean in bold) with the chance row."""
     keys = [
         ("clip", "war"),
         ("clip", "uar"),
@@ -302,13 +342,86 @@ def results_section(metrics: list[dict]) -> str:
         "video UAR",
         "video macro-F1",
     ]
+    return table_html(header, rows, left=2)
+
+
+def recall_table(metrics: list[dict]) -> str:
+    """Per-class recall, video level, mean ± std over the folds where the class is tested."""
+    classes = metrics[0]["classes"]
+    rows = []
+    for m in metrics:
+        r = m["video"].get("recall")
+        if not r:
+            continue
+        rows.append(
+            [escape(m["model"]), escape(m["backbone"])]
+            + [
+                "–" if mu is None else fmt(mu, sd)
+                for mu, sd in zip(r["mean"], r["std"], strict=True)
+            ]
+        )
+    if not rows:
+        return ""
+    header = ["model", "backbone", *(escape(c) for c in classes)]
+    return "<h3>Per-class recall (video level)</h3>" + table_html(header, rows, left=2)
+
+
+def folds_figure(metrics: list[dict]) -> str:
+    """Video WAR of every fold (dots, one colour per fold) and the mean (bar) per result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.75 * len(metrics) + 1.5), 3.6))
+    folds = sorted({f["fold"] for m in metrics for f in m["video"]["folds"]})
+    colour = {k: f"C{i % 10}" for i, k in enumerate(folds)}
+    for x, m in enumerate(metrics):
+        wars = [(f["fold"], 100 * f["war"]) for f in m["video"]["folds"]]
+        offsets = np.linspace(-0.25, 0.25, len(wars)) if len(wars) > 1 else [0.0]
+        for dx, (fold, war) in zip(offsets, wars, strict=True):
+            ax.plot(x + dx, war, "o", ms=4, color=colour[fold], alpha=0.85)
+        ax.hlines(100 * m["video"]["mean"]["war"], x - 0.35, x + 0.35, color="black", lw=2)
+    ax.axhline(100 * metrics[0]["chance"]["war"], color="grey", lw=1, ls=":")
+    ax.set_xticks(
+        range(len(metrics)),
+        [f"{m['model']}\n{m['backbone']}" for m in metrics],
+        rotation=45,
+        ha="right",
+        fontsize=7,
+    )
+    ax.set_ylabel("video WAR per fold (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    if len(folds) <= 12:
+        handles = [
+            plt.Line2D([], [], marker="o", ls="", color=colour[k], label=f"fold {k}") for k in folds
+        ]
+        ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return png(fig, alt="video WAR of every fold per model and backbone")
+
+
+def results_section(metrics: list[dict]) -> str:
+    """Per protocol: the comparison table, per-class recall and the per-fold chart."""
+    chance = metrics[0]["chance"]
     html = [
         "<h2>Results</h2>",
         "<p>Subject-independent cross-validation: mean ± std over folds, in %. WAR = accuracy; "
-        "UAR = mean per-class recall. Chance: WAR of always answering the most frequent class "
-        f"({fmt(chance['war'])} %), UAR 1/K ({fmt(chance['uar'])} %).</p>",
-        table_html(header, rows, left=2),
+        "UAR = mean per-class recall; best in bold. Chance: WAR of always answering the most "
+        f"frequent class ({fmt(chance['war'])} %), UAR 1/K ({fmt(chance['uar'])} %).</p>",
     ]
+    for protocol, group in by_protocol(metrics):
+        if len(by_protocol(metrics)) > 1 or protocol != "inductive":
+            html.append(f"<h3>{escape(protocol.capitalize())} protocol</h3>")
+        if PROTOCOLS.get(protocol):
+            html.append(f"<p class='warn'>{PROTOCOLS[protocol]}</p>")
+        html += [
+            results_table(group),
+            recall_table(group),
+            "<h3>Per fold</h3><p class='muted'>Video WAR of each test fold (dots) and the mean "
+            "(bar); the dotted line is chance. The spread is what the ± above summarises.</p>",
+            f"<figure>{folds_figure(group)}</figure>",
+        ]
     return "\n".join(html)
 
 
@@ -341,10 +454,11 @@ def confusion_section(metrics: list[dict]) -> str:
                     fmt(f["uar"]),
                 ]
             )
-    html += [
-        "<h3>Per fold (video level)</h3>",
-        table_html(["model", "backbone", "fold", "videos", "WAR", "UAR"], fold_rows, left=2),
-    ]
+    html.append(
+        "<details><summary>Per fold (video level)</summary>"
+        + table_html(["model", "backbone", "fold", "videos", "WAR", "UAR"], fold_rows, left=2)
+        + "</details>"
+    )
     return "\n".join(html)
 
 
@@ -453,8 +567,83 @@ def face_section(
     return "\n".join(html)
 
 
-def collect_skipped(dataset_skipped: str, stage_files: dict[str, list[str]]) -> pd.DataFrame:
-    frames = [read_csv(dataset_skipped)[["video_id", "stage", "reason"]]]
+STAGE_ORDER = [
+    "demo_data",
+    "adapt_dataset",
+    "dataset",
+    "detect_faces",
+    "frontalize",
+    "window_clips",
+    "folds",
+    "extract_features",
+    "feature_index",
+    "train_backbone",
+    "train",
+    "evaluate",
+]
+
+
+def read_benchmarks(folder: str | Path) -> pd.DataFrame:
+    """One row per Snakemake `benchmark:` file: stage (its first folder), seconds, RSS, CPU."""
+    rows = []
+    folder = Path(folder)
+    for path in sorted(folder.rglob("*.tsv")):
+        try:
+            table = pd.read_csv(path, sep="\t")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            log.warning("%s: not a benchmark table, left out", path)
+            continue
+        if table.empty or "s" not in table:
+            continue
+        last = table.iloc[-1]
+        rows.append(
+            {
+                "stage": path.relative_to(folder).parts[0].removesuffix(".tsv"),
+                "seconds": float(last["s"]),
+                "max_rss": pd.to_numeric(last.get("max_rss"), errors="coerce"),
+                "cpu_time": pd.to_numeric(last.get("cpu_time"), errors="coerce"),
+            }
+        )
+    return pd.DataFrame(rows, columns=["stage", "seconds", "max_rss", "cpu_time"])
+
+
+def benchmark_section(bench: pd.DataFrame) -> str:
+    """Per-stage run time and peak memory from the benchmark files."""
+    html = ["<h2>Run time and memory</h2>"]
+    if bench.empty:
+        html.append("<p>No benchmark files found (benchmarks/).</p>")
+        return "\n".join(html)
+    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    rows = []
+    groups = sorted(bench.groupby("stage"), key=lambda kv: (order.get(kv[0], 99), kv[0]))
+    for stage, g in groups:
+        rows.append(
+            [
+                escape(str(stage)),
+                str(len(g)),
+                f"{g.seconds.sum():.1f}",
+                f"{g.seconds.max():.1f}",
+                f"{g.cpu_time.sum():.1f}" if g.cpu_time.notna().any() else "–",
+                f"{g.max_rss.max():.0f}" if g.max_rss.notna().any() else "–",
+            ]
+        )
+    html += [
+        "<p class='muted'>From each job's Snakemake benchmark file (benchmarks/), latest run. "
+        "Wall seconds of jobs that ran side by side add up to more than the elapsed time; "
+        "with more jobs than cores they are also inflated. Peak memory = the largest resident "
+        "set of one job of the stage, in MB (the number to ask a cluster for).</p>",
+        table_html(
+            ["stage", "jobs", "wall s (sum)", "longest job s", "CPU s (sum)", "peak RSS MB"],
+            rows,
+        ),
+    ]
+    return "\n".join(html)
+
+
+def collect_skipped(
+    dataset_skipped: str, stage_files: dict[str, list[str]], extra: Sequence[str] = ()
+) -> pd.DataFrame:
+    frames = [read_csv(p)[["video_id", "stage", "reason"]] for p in (dataset_skipped, *extra)]
     for stage, files in stage_files.items():
         for path in files:
             with h5py.File(path, "r") as f:
@@ -468,26 +657,6 @@ def collect_skipped(dataset_skipped: str, stage_files: dict[str, list[str]]) -> 
     return pd.concat(frames, ignore_index=True)
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in (
-        "torch",
-        "snakemake",
-        "facenet-pytorch",
-        "dlib-bin",
-        "numpy",
-        "scikit-learn",
-        "h5py",
-        "av",
-        "opencv-python-headless",
-    ):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 def render(
     metrics: list[dict],
     videos: pd.DataFrame,
@@ -497,29 +666,54 @@ def render(
     config: dict,
     aligned_files: list[str] = (),
     montage_dirs: list[str] = (),
+    bench: pd.DataFrame | None = None,
 ) -> str:
     ver = versions()
+    hashes = sorted({m["config_hash"] for m in metrics if "config_hash" in m})
     run = [
         "<h2>What was run</h2>",
-        f"<p>Generated {escape(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))}; config hash <code>{digest(config)}</code>.</p>",
+        f"<p>Generated {escape(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))}; config hash "
+        f"<code>{digest(config)}</code> (each metrics file carries the hash of the sections "
+        f"it depends on: {', '.join(f'<code>{escape(h)}</code>' for h in hashes) or 'none'}). "
+        "The command: <code>snakemake --cores N results/report.html</code> with this "
+        "configuration.</p>",
         table_html(["package", "version"], [[escape(k), escape(v)] for k, v in ver.items()]),
         "<details><summary>Configuration</summary><pre>"
         + escape(json.dumps(config, indent=2, sort_keys=True))
         + "</pre></details>",
     ]
+    protocols = by_protocol(metrics)
+    banner = ""
+    if any(p != "inductive" for p, _ in protocols):
+        banner = f"<p class='warn'>{PROTOCOLS['transductive']}</p>"
+    cv = config.get("cv") or {}
+    method = {
+        "kfold": f"{metrics[0]['n_folds']} subject-grouped, label-stratified folds",
+        "loso": f"leave-one-subject-out ({metrics[0]['n_folds']} folds)",
+        "file": f"the official split in {escape(str(cv.get('file')))} ({metrics[0]['n_folds']} folds)",
+    }.get(cv.get("method", "kfold"), f"{metrics[0]['n_folds']} folds")
     body = "\n".join(
         [
             "<h1>Dynamic facial expression recognition: cross-validated results</h1>",
-            f"<p class='muted'>{len(metrics)} model × backbone combinations, {metrics[0]['n_folds']} subject-independent folds.</p>",
+            f"<p class='muted'>{len(metrics)} model × backbone combinations; {method}; no "
+            "subject is in the training and the test side of any fold.</p>",
+            banner,
             results_section(metrics),
-            zoo_section(metrics),
+            *(comparison_section(group) for _, group in protocols),
             confusion_section(metrics),
+            zoo_section(metrics),
             dataset_section(videos, folds, skipped),
             face_section(face_files, aligned_files, montage_dirs),
+            benchmark_section(bench if bench is not None else read_benchmarks("/nonexistent")),
             *run,
         ]
     )
-    return f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>FER pipeline report</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n"
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>FER pipeline report</title><style>{CSS}</style></head><body>\n{body}\n"
+        "</body></html>\n"
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -531,8 +725,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--faces", nargs="+", required=True)
     ap.add_argument("--aligned", nargs="+", required=True)
     ap.add_argument("--montages", nargs="*", default=[], help="montage folders of frontalize")
+    ap.add_argument("--folds-skipped", nargs="*", default=[], help="videos left out by folds")
+    ap.add_argument("--benchmarks", default="benchmarks", help="Snakemake benchmark folder")
     ap.add_argument("--config", default="{}", help="the whole config as JSON, shown in the report")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--comparison", help="comparison.csv: every paired comparison of results")
     return ap.parse_args(argv)
 
 
@@ -544,7 +741,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         with open(path, encoding="utf-8") as f:
             metrics.append(json.load(f))
     skipped = collect_skipped(
-        args.dataset_skipped, {"detect_faces": args.faces, "frontalize": args.aligned}
+        args.dataset_skipped,
+        {"detect_faces": args.faces, "frontalize": args.aligned},
+        args.folds_skipped,
     )
     html = render(
         metrics,
@@ -555,7 +754,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         parse_params(args.config),
         args.aligned,
         args.montages,
+        read_benchmarks(args.benchmarks),
     )
+    if args.comparison:
+        from pipeline.compare import all_pairs
+
+        write_csv_atomic(args.comparison, all_pairs(metrics))
     write_text_atomic(args.out, html)
     log.info("wrote %s (%d bytes)", args.out, len(html))
 

@@ -225,6 +225,40 @@ class ClipReader:
         self._handles.clear()
 
 
+class SubjectNormalizedReader(ClipReader):
+    """A ClipReader whose frames are standardised per subject (`cv.normalize: per_subject`).
+
+    Every feature is centred and scaled with the mean and std over all frames of the subject's
+    own videos (those in `subject_of`, test videos included; labels are never used), the way
+    OpenFace calibrates action units per person. Transductive: test subjects' statistics come
+    from their own unlabelled test clips. Features constant within a subject are only centred.
+    """
+
+    def __init__(self, paths: list[str | Path], subject_of: dict[str, str]):
+        super().__init__(paths)
+        self.subject_of = dict(subject_of)
+        sums: dict[str, list] = {}
+        for vid, subject in sorted(self.subject_of.items()):
+            frames = np.asarray(super().video(vid)[:], dtype=np.float64)
+            frames = frames.reshape(len(frames), -1)
+            acc = sums.setdefault(subject, [0, 0.0, 0.0])
+            acc[0] += len(frames)
+            acc[1] = acc[1] + frames.sum(0)
+            acc[2] = acc[2] + np.square(frames).sum(0)
+        self.stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for subject, (n, total, squares) in sums.items():
+            mean = total / max(n, 1)
+            std = np.sqrt(np.maximum(squares / max(n, 1) - np.square(mean), 0.0))
+            std = np.where(std > 1e-6, std, 1.0)
+            self.stats[subject] = (mean.astype(np.float32), std.astype(np.float32))
+
+    def video(self, video_id: str) -> np.ndarray:
+        frames = np.asarray(super().video(video_id)[:], dtype=np.float32)
+        mean, std = self.stats[self.subject_of[video_id]]
+        shape = frames.shape
+        return ((frames.reshape(len(frames), -1) - mean) / std).reshape(shape)
+
+
 class ClipDataset:
     """A map-style dataset of the clips of a clips.csv table for torch's DataLoader.
 

@@ -49,7 +49,7 @@ from pipeline.common import (
     setup_logging,
     write_csv_atomic,
 )
-from pipeline.store import ClipReader
+from pipeline.store import ClipReader, SubjectNormalizedReader
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +409,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--normalize",
+        choices=("none", "per_subject"),
+        default="none",
+        help="per_subject: standardise features per subject (transductive protocol)",
+    )
+    ap.add_argument(
+        "--preprocessing",
+        default="{}",
+        help="decode, face, frontalize, clips and backbone settings (JSON), kept in model.pt "
+        "for pipeline.predict",
+    )
     ap.add_argument("--out-weights", required=True)
     ap.add_argument("--out-history", required=True)
     ap.add_argument("--out-predictions", required=True)
@@ -430,10 +442,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     folds = read_csv(args.folds)
     classes = sorted(folds.label.unique())
     to_index = {c: i for i, c in enumerate(classes)}
-    train, test = split(read_csv(args.clips), folds, args.fold)
+    clips = read_csv(args.clips)
+    train, test = split(clips, folds, args.fold)
     closed_form = catalog.load(catalog.MODELS, args.model, "model", "Model").closed_form
     held = inner_split(train, 0.0 if closed_form else p["val_subjects"], seed)
-    reader = ClipReader(args.features)
+    if args.normalize == "per_subject":
+        videos = clips[clips.video_id.isin(folds.video_id)].drop_duplicates("video_id")
+        reader = SubjectNormalizedReader(
+            args.features, dict(zip(videos.video_id, videos.subject, strict=True))
+        )
+    else:
+        reader = ClipReader(args.features)
     x_all = torch.from_numpy(reader.clips(train, args.clip_length))
     y_all = torch.tensor([to_index[c] for c in train.label])
     x_test = torch.from_numpy(reader.clips(test, args.clip_length))
@@ -483,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "params": params,
         "input_shape": list(x_all.shape[1:]),
         "clip_length": args.clip_length,
+        "normalize": args.normalize,
+        "preprocessing": parse_params(args.preprocessing),
         "seed": seed,
         "train_subjects": sorted(map(str, train.subject[~held].unique())),
         "val_subjects": sorted(map(str, train.subject[held].unique())),

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from pipeline.common import ConfigError
-from pipeline.folds import assign_folds, check_no_leakage
+from pipeline.folds import assign_folds, check_folds, make_folds
 from pipeline.train import split
 
 
@@ -52,5 +52,72 @@ def test_leakage_check_catches_a_split_subject():
     folds = pd.DataFrame(
         {"video_id": ["a", "b"], "subject": ["s1", "s1"], "label": ["x", "x"], "fold": [0, 1]}
     )
-    with pytest.raises(AssertionError, match="s1"):
-        check_no_leakage(folds)
+    with pytest.raises(ConfigError, match="s1 in folds 0, 1"):
+        check_folds(folds)
+
+
+def test_loso_gives_one_fold_per_subject():
+    videos = random_videos(np.random.default_rng(1), 6, 3)
+    folds, skipped = make_folds(videos, {"method": "loso"})
+    assert skipped.empty
+    assert folds.fold.nunique() == 6
+    assert (folds.groupby("fold").subject.nunique() == 1).all()
+    # fold i is the i-th subject in sorted order, whatever the row order
+    assert folds.groupby("subject").fold.first().to_dict() == {f"s{i}": i for i in range(6)}
+    again, _ = make_folds(videos.sample(frac=1, random_state=0), {"method": "loso"})
+    pd.testing.assert_frame_equal(folds, again)
+
+
+def write_split(tmp_path, rows, header="video_id,fold"):
+    path = tmp_path / "split.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_split_file_is_read_and_unlisted_videos_are_recorded(tmp_path):
+    videos = random_videos(np.random.default_rng(2), 4, 2)
+    # DFEW-style fold labels 1..n, renumbered in numeric order (10 after 2)
+    rows = [f"s{s}_v{v},{[1, 2, 10, 10][s]}" for s in range(4) for v in range(2)]
+    rows.remove("s3_v1,10")
+    folds, skipped = make_folds(
+        videos, {"method": "file", "file": str(write_split(tmp_path, rows))}
+    )
+    assert folds.set_index("video_id").fold.to_dict()["s0_v0"] == 0
+    assert folds.set_index("video_id").fold.to_dict()["s2_v0"] == 2
+    assert list(skipped.video_id) == ["s3_v1"]
+    assert "not in the split file" in skipped.reason.iloc[0]
+
+
+def test_split_file_by_path_matches_the_sheet_ids(tmp_path):
+    videos = pd.DataFrame(
+        {
+            "video_id": ["clips__a_1", "clips__b_1"],
+            "subject": ["a", "b"],
+            "label": ["x", "y"],
+        }
+    )
+    path = write_split(tmp_path, ["clips/a 1.mp4,0", "clips/b 1.mp4,1"], header="path,fold")
+    folds, _ = make_folds(videos, {"method": "file", "file": str(path)})
+    assert list(folds.fold) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["s0_v0,0", "s0_v1,1", "s1_v0,1", "s1_v1,1"], "s0 in folds 0, 1"),
+        (["s0_v0,0", "s0_v0,1", "s1_v0,1"], "listed more than once"),
+        (["nope,0", "nada,1"], "none of its 2 video ids"),
+        (["s0_v0,0", "s0_v1,", "s1_v0,1"], "line\\(s\\) 3"),
+    ],
+)
+def test_bad_split_files_are_refused_with_the_reason(tmp_path, rows, message):
+    videos = random_videos(np.random.default_rng(3), 2, 2)
+    with pytest.raises(ConfigError, match=message):
+        make_folds(videos, {"method": "file", "file": str(write_split(tmp_path, rows))})
+
+
+def test_a_fold_whose_videos_all_vanished_is_refused(tmp_path):
+    videos = random_videos(np.random.default_rng(4), 2, 1)
+    path = write_split(tmp_path, ["s0_v0,0", "s1_v0,1", "gone_v0,2"])
+    with pytest.raises(ConfigError, match="fold\\(s\\) 2 have no test videos"):
+        make_folds(videos, {"method": "file", "file": str(path)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import yaml
 from dagtools import TINY, job_counts, snakemake
 
 from pipeline.common import read_csv
-from pipeline.folds import check_no_leakage
+from pipeline.folds import check_folds
 from pipeline.report import fmt
 
 
@@ -32,6 +33,66 @@ def test_metrics_are_consistent_and_complete(run):
             assert m[level]["mean"]["war"] == pytest.approx(np.mean(fold_wars))
             assert all(0.0 <= f["uar"] <= 1.0 for f in m[level]["folds"])
         assert np.array(m["video"]["pooled"]["confusion"]).sum() == len(folds)
+        # provenance: what the numbers came from
+        assert m["protocol"] == "inductive" and m["normalize"] == "none"
+        assert re.fullmatch(r"[0-9a-f]{12}", m["config_hash"])
+        assert m["provenance"]["cv"]["k"] == 2 and m["provenance"]["face"]
+        assert m["versions"]["torch"] and m["versions"]["python"]
+        recall = m["video"]["recall"]
+        assert len(recall["mean"]) == len(m["classes"])
+    # the hash covers the sections a result depends on: same data, other model → other hash
+    hashes = {
+        json.loads((workdir / f"results/metrics/{n}.json").read_text())["config_hash"]
+        for n in ("gru_hog", "c3d_pixels")
+    }
+    assert len(hashes) == 2
+
+
+def test_report_has_every_section_and_the_comparison_file(run):
+    workdir, _ = run
+    html = (workdir / "results/report.html").read_text()
+    for heading in (
+        "<h2>Results</h2>",
+        "<h3>Per fold</h3>",
+        "<h2>Against the baseline</h2>",
+        "<h2>Confusion matrices</h2>",
+        "<h2>On-the-fly accuracy</h2>",
+        "<h2>Training curves</h2>",
+        "<h2>Dataset</h2>",
+        "<h2>Faces</h2>",
+        "<h2>Run time and memory</h2>",
+        "<h2>What was run</h2>",
+    ):
+        assert heading in html, heading
+    assert "Wilcoxon" in html and "smallest attainable two-sided p is 0.5" in html
+    for stage in ("detect_faces", "frontalize", "extract_features", "train", "evaluate"):
+        assert f'<td class="l">{stage}</td>' in html, stage
+    pairs = read_csv(workdir / "results/comparison.csv")
+    n = len(list((workdir / "results/metrics").glob("*.json")))
+    assert len(pairs) == 2 * n * (n - 1) // 2 and pairs.wilcoxon_p.between(0, 1).all()
+
+
+def test_loso_trains_one_fold_per_subject(run, tmp_path):
+    """cv.method loso: the number of folds is known once folds.csv exists (a checkpoint)."""
+    workdir, root = run
+    copy = tmp_path / "loso"
+    shutil.copytree(workdir, copy, symlinks=True)
+    config = {**TINY, "cv": {"method": "loso"}}
+    (copy / "loso.yaml").write_text(yaml.safe_dump(config))
+    args = ("--configfile", str(copy / "loso.yaml"), "--cores", "1")
+    done = snakemake(copy, root, *args, "--until", "folds")
+    assert done.returncode == 0, done.stderr[-3000:]
+    folds = read_csv(copy / "results/folds.csv")
+    subjects = folds.subject.nunique()
+    assert folds.fold.nunique() == subjects and (folds.groupby("fold").subject.nunique() == 1).all()
+    dry = snakemake(copy, root, *args, "-n", "results/report.html")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    counts = job_counts(dry.stdout + dry.stderr)
+    experiments = len(list((workdir / "results/metrics").glob("*.json")))
+    per_fold_backbone = 1  # resnet-attention: one backbone per fold, each on 2 shards
+    assert counts["train"] == subjects * experiments
+    assert counts["train_backbone"] == subjects * per_fold_backbone
+    assert counts["evaluate"] == experiments
 
 
 def test_report_shows_both_models_with_chance_and_confusion_matrices(run):
@@ -184,7 +245,7 @@ def test_per_fold_backbone_never_sees_its_test_subjects(run):
 def test_folds_never_split_a_subject(run):
     workdir, _ = run
     folds = read_csv(workdir / "results/folds.csv")
-    check_no_leakage(folds)
+    check_folds(folds)
     assert folds.groupby("fold").subject.nunique().min() >= 1
 
 
@@ -259,14 +320,16 @@ def test_until_frontalize_stops_after_alignment(tmp_path, request):
     }
 
 
-def test_every_rule_declares_threads_memory_and_runtime(root):
+def test_every_rule_declares_threads_memory_runtime_and_a_benchmark(root):
     text = "".join(p.read_text() for p in sorted((root / "workflow/rules").glob("*.smk")))
-    rules = re.split(r"(?m)^rule ", text)[1:]
+    rules = re.split(r"(?m)^(?:rule|checkpoint) ", text)[1:]
     assert len(rules) >= 14
     for body in rules:
         name = body.split(":", 1)[0]
         for key in ("threads:", "mem_mb=", "runtime="):
             assert key in body, f"rule {name} does not declare {key}"
+        # the report's run-time table reads them (the report cannot time itself)
+        assert name == "report" or "benchmark:" in body, f"rule {name} has no benchmark"
 
 
 def test_cuda_devices_ask_for_gpus_and_auto_does_not(run, tmp_path):

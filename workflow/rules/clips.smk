@@ -6,6 +6,8 @@ rule window_clips:
         clips="results/clips.csv",
     log:
         "logs/window_clips.log",
+    benchmark:
+        "benchmarks/window_clips.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -17,13 +19,17 @@ rule window_clips:
         "--out {output.clips:q} --params {params.clips:q} > {log:q} 2>&1"
 
 
-rule folds:
+checkpoint folds:
     input:
         clips="results/clips.csv",
+        split=get_split_file(),
     output:
         folds="results/folds.csv",
+        skipped="results/qc/folds_skipped.csv",
     log:
         "logs/folds.log",
+    benchmark:
+        "benchmarks/folds.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -32,4 +38,5 @@ rule folds:
         cv=section("cv"),
     shell:
         "{PY} -m pipeline.folds --clips {input.clips:q} --out {output.folds:q} "
+        "--skipped {output.skipped:q} "
         "--params {params.cv:q} > {log:q} 2>&1"

@@ -39,7 +39,35 @@ if "facenet" in (config["backbones"] or {}):
 # The interpreter running Snakemake also runs the stages (the project's .venv).
 PY = shlex.quote(sys.executable)
 SHARDS = list(range(config["shards"]))
-FOLDS = list(range(config["cv"]["k"]))
+CV = config["cv"]
+if CV["method"] == "file":
+    try:
+        from pipeline.folds import read_split
+
+        N_FILE_FOLDS = int(read_split(CV["file"] or "").fold.max()) + 1
+    except ConfigError as err:
+        raise WorkflowError(f"config: {err}") from None
+
+
+def fold_ids():
+    """The folds every model is trained on: k, the split file's, or one per subject (loso).
+
+    For loso the number of subjects is known once `folds.csv` exists (the `folds` checkpoint):
+    before that, a dry run stops at it."""
+    if CV["method"] == "loso":
+        import pandas as pd
+
+        path = checkpoints.folds.get().output.folds
+        return sorted(int(f) for f in pd.read_csv(path, usecols=["fold"]).fold.unique())
+    if CV["method"] == "file":
+        return list(range(N_FILE_FOLDS))
+    return list(range(CV["k"]))
+
+
+def get_split_file():
+    return [CV["file"]] if CV["method"] == "file" else []
+
+
 DEMO_DIR = "data/demo"
 
 DATASET = config["dataset"]
@@ -119,7 +147,7 @@ def get_all_features(wildcards):
         return expand(
             "results/features/{backbone}/fold{fold}/shard-{shard}.h5",
             backbone=wildcards.backbone,
-            fold=FOLDS,
+            fold=fold_ids(),
             shard=SHARDS,
         )
     return get_features(wildcards)
@@ -130,7 +158,7 @@ def get_predictions(wildcards):
         "results/models/{model}/{backbone}/fold{fold}/predictions.csv",
         model=wildcards.model,
         backbone=wildcards.backbone,
-        fold=FOLDS,
+        fold=fold_ids(),
     )
 
 
@@ -140,7 +168,7 @@ def get_fold_files(name):
             "results/models/{model}/{backbone}/fold{fold}/" + name,
             model=wildcards.model,
             backbone=wildcards.backbone,
-            fold=FOLDS,
+            fold=fold_ids(),
         )
 
     return files
@@ -151,14 +179,41 @@ get_histories = get_fold_files("history.csv")
 
 
 def get_provenance(wildcards):
-    """What a metrics file came from (only its own model and backbone sections)."""
+    """The config a metrics file depends on (its own model and backbone sections only, so that
+    adding a model leaves the others' metrics and hashes alone)."""
     return json.dumps(
         {
             "model": config["models"][wildcards.model] or {},
             "backbone": config["backbones"][wildcards.backbone] or {},
+            "dataset": DATASET,
+            "face": config["face"],
+            "frontalize": config["frontalize"],
             "cv": config["cv"],
             "clips": config["clips"],
             "train": config["train"],
+        },
+        sort_keys=True,
+    )
+
+
+def get_preprocessing(wildcards):
+    """Everything before the model, stored in model.pt so that `pipeline.predict` repeats it."""
+    backbone = {
+        "name": wildcards.backbone,
+        "params": config["backbones"][wildcards.backbone] or {},
+    }
+    if catalog.BACKBONES[wildcards.backbone].per_fold:
+        backbone["checkpoint"] = (
+            f"results/backbones/{wildcards.backbone}/fold{wildcards.fold}/model.pt"
+        )
+    return json.dumps(
+        {
+            "decode": {k: DATASET[k] for k in ("folder_fps", "target_fps")},
+            "face": config["face"],
+            "frontalize": config["frontalize"],
+            "clips": config["clips"],
+            "backbone": backbone,
+            "normalize": CV["normalize"],
         },
         sort_keys=True,
     )

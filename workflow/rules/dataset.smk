@@ -5,6 +5,8 @@ rule adapt_dataset:
         sheet="results/dataset/sheet.csv",
     log:
         "logs/adapt_dataset.log",
+    benchmark:
+        "benchmarks/adapt_dataset.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -24,6 +26,8 @@ rule dataset:
         skipped="results/qc/dataset_skipped.csv",
     log:
         "logs/dataset.log",
+    benchmark:
+        "benchmarks/dataset.tsv"
     threads: 1
     resources:
         mem_mb=2000,

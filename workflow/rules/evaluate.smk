@@ -7,6 +7,8 @@ rule evaluate:
         metrics="results/metrics/{model}_{backbone}.json",
     log:
         "logs/evaluate/{model}_{backbone}.log",
+    benchmark:
+        "benchmarks/evaluate/{model}_{backbone}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -81,6 +81,8 @@ rule feature_index:
         index="results/features/{backbone}/index.csv",
     log:
         "logs/feature_index/{backbone}.log",
+    benchmark:
+        "benchmarks/feature_index/{backbone}.tsv"
     threads: 1
     resources:
         mem_mb=1000,

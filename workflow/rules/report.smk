@@ -4,6 +4,7 @@ rule report:
         videos="results/dataset/videos.csv",
         folds="results/folds.csv",
         skipped="results/qc/dataset_skipped.csv",
+        folds_skipped="results/qc/folds_skipped.csv",
         faces=expand("results/faces/shard-{shard}.h5", shard=SHARDS),
         aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
         montages=expand("results/qc/montages/shard-{shard}", shard=SHARDS),
@@ -12,6 +13,7 @@ rule report:
         ),
     output:
         report="results/report.html",
+        comparison="results/comparison.csv",
     log:
         "logs/report.log",
     threads: 1
@@ -23,5 +25,8 @@ rule report:
     shell:
         "{PY} -m pipeline.report --metrics {input.metrics:q} --videos {input.videos:q} "
         "--folds {input.folds:q} --dataset-skipped {input.skipped:q} --faces {input.faces:q} "
-        "--aligned {input.aligned:q} --montages {input.montages:q} --config {params.config:q} --out {output.report:q} "
+        "--aligned {input.aligned:q} --montages {input.montages:q} "
+        "--folds-skipped {input.folds_skipped:q} --benchmarks benchmarks "
+        "--config {params.config:q} --out {output.report:q} "
+        "--comparison {output.comparison:q} "
         "> {log:q} 2>&1"

@@ -22,12 +22,15 @@ rule train:
         length=config["clips"]["length"],
         seed=config["train"]["seed"],
         device=config["train"]["device"],
+        normalize=CV["normalize"],
+        preprocessing=get_preprocessing,
     shell:
         "{PY} -m pipeline.train --clips {input.clips:q} --folds {input.folds:q} "
         "--features {input.features:q} --model {wildcards.model} "
         "--backbone {wildcards.backbone} --fold {wildcards.fold} --params {params.model:q} "
         "--clip-length {params.length} --seed {params.seed} --device {params.device:q} "
-        "--threads {threads} --out-weights {output.weights:q} "
+        "--threads {threads} --normalize {params.normalize} "
+        "--preprocessing {params.preprocessing:q} --out-weights {output.weights:q} "
         "--out-history {output.history:q} --out-predictions {output.predictions:q} "
         "--out-onthefly {output.onthefly:q} "
         "> {log:q} 2>&1"

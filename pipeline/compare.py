@@ -1,0 +1,118 @@
+"""Paired comparison of models evaluated on the same folds.
+
+For two results (model × backbone) of the same protocol over the same folds, the per-fold
+differences of a score (video level) give the mean difference, the folds better / equal /
+worse, and a two-sided Wilcoxon signed-rank test (scipy; exact where there are no ties or zero
+differences). Two caveats travel with every p-value:
+
+- with n folds the smallest attainable two-sided p is 2 / 2^n (0.0625 for 5 folds), so fewer
+  than 6 folds can never reach 0.05;
+- folds share training subjects, so fold scores are not independent and the test is
+  optimistic (Nadeau & Bengio, 2003): read p as descriptive, not as a significance claim.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = [
+    "protocol",
+    "model_a",
+    "backbone_a",
+    "model_b",
+    "backbone_b",
+    "metric",
+    "folds",
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "better",
+    "equal",
+    "worse",
+    "wilcoxon_p",
+    "min_p",
+]
+EPS = 1e-12
+
+
+def min_attainable_p(n: int) -> float:
+    """Smallest two-sided exact Wilcoxon p-value with n non-zero paired differences."""
+    return min(1.0, 2.0 / 2**n) if n > 0 else 1.0
+
+
+def wilcoxon_p(diff: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired differences; 1.0 when all are zero."""
+    from scipy.stats import wilcoxon
+
+    diff = np.asarray(diff, dtype=float)
+    if len(diff) == 0 or np.all(np.abs(diff) < EPS):
+        return 1.0
+    diff = np.where(np.abs(diff) < EPS, 0.0, diff)
+    return float(wilcoxon(diff, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def per_fold(m: dict, metric: str, level: str = "video") -> dict[int, float]:
+    return {f["fold"]: f[metric] for f in m[level]["folds"]}
+
+
+def compare(a: dict, b: dict, metric: str = "war", level: str = "video") -> dict:
+    """Paired comparison of result `a` against `b` over their common folds."""
+    ours, theirs = per_fold(a, metric, level), per_fold(b, metric, level)
+    common = sorted(set(ours) & set(theirs))
+    diff = np.array([ours[k] - theirs[k] for k in common])
+    return {
+        "protocol": a.get("protocol", "inductive"),
+        "model_a": a["model"],
+        "backbone_a": a["backbone"],
+        "model_b": b["model"],
+        "backbone_b": b["backbone"],
+        "metric": metric,
+        "folds": len(common),
+        "mean_a": float(np.mean([ours[k] for k in common])) if common else math.nan,
+        "mean_b": float(np.mean([theirs[k] for k in common])) if common else math.nan,
+        "mean_diff": float(diff.mean()) if len(diff) else math.nan,
+        "better": int((diff > EPS).sum()),
+        "equal": int((np.abs(diff) <= EPS).sum()),
+        "worse": int((diff < -EPS).sum()),
+        "wilcoxon_p": wilcoxon_p(diff),
+        "min_p": min_attainable_p(int((np.abs(diff) > EPS).sum())),
+    }
+
+
+def same_folds(a: dict, b: dict) -> bool:
+    """Comparable: same protocol, same fold ids and the same test videos per fold."""
+    if a.get("protocol", "inductive") != b.get("protocol", "inductive"):
+        return False
+    if a.get("n_videos") != b.get("n_videos") or a.get("n_folds") != b.get("n_folds"):
+        return False
+    sizes = {f["fold"]: f["n"] for f in a["video"]["folds"]}
+    return sizes == {f["fold"]: f["n"] for f in b["video"]["folds"]}
+
+
+def all_pairs(metrics: list[dict], keys: tuple[str, ...] = ("war", "uar")) -> pd.DataFrame:
+    """Every pair of comparable results (a listed before b), for each metric."""
+    rows = [
+        compare(a, b, key)
+        for a, b in itertools.combinations(metrics, 2)
+        if same_folds(a, b)
+        for key in keys
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def caveat(n_folds: int) -> str:
+    """The sentence printed next to any p-value."""
+    text = (
+        f"With {n_folds} folds the smallest attainable two-sided p is "
+        f"{min_attainable_p(n_folds):.3g}"
+    )
+    if min_attainable_p(n_folds) > 0.05:
+        text += ", so no difference can reach p < 0.05 however large it is"
+    return (
+        text + ". Folds share training subjects, so their scores are not independent and the "
+        "test is optimistic (Nadeau & Bengio, 2003): read p as descriptive."
+    )

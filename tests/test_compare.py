@@ -1,0 +1,110 @@
+"""Paired comparison over folds, per-subject normalisation, and the report's own parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.compare import all_pairs, caveat, compare, min_attainable_p, wilcoxon_p
+
+
+def result(model, wars, protocol="inductive", backbone="hog", n=10):
+    folds = [{"fold": k, "war": w, "uar": w, "n": n} for k, w in enumerate(wars)]
+    return {
+        "model": model,
+        "backbone": backbone,
+        "protocol": protocol,
+        "n_folds": len(wars),
+        "n_videos": n * len(wars),
+        "video": {"folds": folds},
+    }
+
+
+def test_wilcoxon_matches_the_exact_distribution():
+    # 6 positive differences of distinct size: the exact two-sided p is 2 / 2^6
+    assert wilcoxon_p(np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])) == pytest.approx(2 / 64)
+    assert wilcoxon_p(np.zeros(5)) == 1.0
+    # symmetric differences: no evidence either way
+    assert wilcoxon_p(np.array([0.1, -0.1, 0.2, -0.2])) == pytest.approx(1.0)
+    assert min_attainable_p(5) == pytest.approx(0.0625) and min_attainable_p(10) < 0.002
+
+
+def test_paired_comparison_counts_folds_and_differences():
+    a = result("gru", [0.5, 0.7, 0.6, 0.9, 0.4])
+    b = result("meanpool", [0.5, 0.6, 0.7, 0.6, 0.2])
+    c = compare(a, b)
+    assert (c["better"], c["equal"], c["worse"]) == (3, 1, 1)
+    assert c["mean_diff"] == pytest.approx(np.mean([0, 0.1, -0.1, 0.3, 0.2]))
+    assert c["min_p"] == pytest.approx(2 / 16)  # 4 non-zero differences
+    assert 0 < c["wilcoxon_p"] <= 1
+
+
+def test_results_of_different_protocols_or_folds_are_never_paired():
+    inductive = result("gru", [0.5, 0.6, 0.7])
+    transductive = result("gru", [0.8, 0.9, 0.9], protocol="transductive")
+    other_folds = result("c3d", [0.5, 0.6, 0.7], n=11)
+    same = result("meanpool", [0.4, 0.5, 0.6])
+    pairs = all_pairs([inductive, transductive, other_folds, same])
+    assert set(zip(pairs.model_a, pairs.model_b, strict=True)) == {("gru", "meanpool")}
+    assert set(pairs.metric) == {"war", "uar"}
+
+
+def test_the_caveat_says_when_no_p_can_be_small():
+    assert "no difference can reach p < 0.05" in caveat(5)
+    assert "no difference can reach" not in caveat(10)
+    assert "not independent" in caveat(10)
+
+
+def test_per_subject_normalisation_uses_each_subjects_own_frames(tmp_path):
+    import h5py
+
+    from pipeline.store import ClipReader, SubjectNormalizedReader
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "features.h5"
+    with h5py.File(path, "w") as f:
+        # subject a: offset +5, scale 2; subject b: offset -3, scale 0.5; one constant feature
+        for vid, (offset, scale, n) in {
+            "a1": (5, 2, 20),
+            "a2": (5, 2, 30),
+            "b1": (-3, 0.5, 25),
+        }.items():
+            x = offset + scale * rng.standard_normal((n, 4)).astype(np.float32)
+            x[:, 3] = 7.0
+            f[vid] = x.astype(np.float16)
+    subjects = {"a1": "a", "a2": "a", "b1": "b"}
+    reader = SubjectNormalizedReader([path], subjects)
+    plain = ClipReader([path])
+    a = np.concatenate([reader.video("a1"), reader.video("a2")])
+    np.testing.assert_allclose(a[:, :3].mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(a[:, :3].std(0), 1, atol=1e-3)
+    np.testing.assert_allclose(reader.video("b1")[:, :3].mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(a[:, 3], 0.0)  # constant within the subject: centred only
+    # the statistics of a do not depend on b's frames
+    alone = SubjectNormalizedReader([path], {"a1": "a", "a2": "a"})
+    np.testing.assert_allclose(alone.video("a1"), reader.video("a1"))
+    # clips come out normalised, with the plain reader's shape
+    table = pd.DataFrame({"video_id": ["a1", "b1"], "start": [0, 0], "stop": [16, 16]})
+    assert reader.clips(table, 16).shape == plain.clips(table, 16).shape == (2, 16, 4)
+
+
+def test_benchmarks_are_summed_per_stage(tmp_path):
+    from pipeline.report import benchmark_section, read_benchmarks
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rel, (sec, rss) in {
+        "train/gru/hog/fold0.tsv": (10.0, 800.0),
+        "train/gru/hog/fold1.tsv": (12.5, 900.0),
+        "demo_data.tsv": (60.0, 300.0),
+    }.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{sec}\t0:00:10\t{rss}\t1\t1\t1\t0\t0\t50\t{sec / 2}\n")
+    (tmp_path / "broken.tsv").write_text("not\ta\nbenchmark")
+    bench = read_benchmarks(tmp_path)
+    assert sorted(bench.stage) == ["demo_data", "train", "train"]
+    html = benchmark_section(bench)
+    assert html.index("demo_data") < html.index("train")
+    assert '<td class="l">train</td><td class="">2</td><td class="">22.5</td>' in html
+    assert ">900<" in html
