@@ -396,3 +396,42 @@ def test_a_crashed_frontalize_shard_resumes_and_redraws_montages(run, tmp_path, 
         assert list(a) == list(b)
         for vid in a:
             np.testing.assert_array_equal(a[vid]["frames"][:], b[vid]["frames"][:])
+
+
+def test_per_subject_normalisation_trains_and_is_labelled_transductive(run, tmp_path):
+    import torch
+
+    from pipeline import evaluate, train
+
+    workdir, _ = run
+    r = workdir / "results"
+    out = {
+        k: tmp_path / f"{k}.{ext}"
+        for k, ext in (
+            ("weights", "pt"),
+            ("history", "csv"),
+            ("predictions", "csv"),
+            ("onthefly", "csv"),
+        )
+    }
+    args = [
+        "--clips", str(r / "clips.csv"), "--folds", str(r / "folds.csv"),
+        "--features", *map(str, sorted((r / "features/hog").glob("shard-*.h5"))),
+        "--model", "gru", "--backbone", "hog", "--fold", "0",
+        "--params", json.dumps(TINY["models"]["gru"]), "--normalize", "per_subject",
+    ]  # fmt: skip
+    for key, path in out.items():
+        args += [f"--out-{key}", str(path)]
+    train.main(args)
+    meta = torch.load(out["weights"], weights_only=True)["meta"]
+    assert meta["normalize"] == "per_subject"
+    mine = read_csv(out["predictions"])
+    theirs = read_csv(r / "models/gru/hog/fold0/predictions.csv")
+    assert list(mine.video_id) == list(theirs.video_id)
+    assert not np.allclose(mine.filter(like="p_"), theirs.filter(like="p_"))
+    metrics = tmp_path / "m.json"
+    evaluate.main(
+        ["--predictions", str(out["predictions"]), "--model", "gru", "--backbone", "hog",
+         "--params", json.dumps({"cv": {"normalize": "per_subject"}}), "--out", str(metrics)]
+    )  # fmt: skip
+    assert json.loads(metrics.read_text())["protocol"] == "transductive"
