@@ -6,7 +6,9 @@ Three protocols (`cv.method`):
            one fold, labels balanced across folds as far as the subjects allow
     loso   leave-one-subject-out: one fold per subject (fold i = i-th subject, sorted)
     file   an official split read from `cv.file` (e.g. DFEW's 5 folds): a CSV with a `fold`
-           column and `video_id` or `path` (written as in the label sheet)
+           (or `official_fold`) column and `video_id` or `path` (written as in the label
+           sheet); without `cv.file`, the label sheet's own `fold`/`official_fold` column
+           (the dfew adapter writes one). A negative fold means "in no test fold".
 
 Whatever the protocol, a check refuses any split with a subject on both sides of a fold, and
 any fold without test or training videos. Clips inherit their video's fold, so clips of one
@@ -75,24 +77,31 @@ def loso_folds(videos: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_split(path: str | Path) -> pd.DataFrame:
-    """video_id, fold of an official split file; fold labels renumbered 0..n-1 in sorted order."""
+    """video_id, fold of a split file (or a sheet with a fold column); fold labels renumbered
+    0..n-1 in numeric order; rows with a negative fold (in no test fold) are dropped."""
     from pipeline.datasets.sheet import derive_id
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"cv.file: {str(path)!r} does not exist; give the split CSV's path")
     table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    if "fold" not in table or not ({"video_id", "path"} & set(table.columns)):
+    column = next((c for c in ("fold", "official_fold") if c in table), None)
+    if column is None or not ({"video_id", "path"} & set(table.columns)):
         raise ConfigError(
-            f"{path}: a split file needs a `fold` column and a `video_id` or `path` column "
-            f"(found: {', '.join(table.columns)})"
+            f"{path}: a split needs a `fold` (or `official_fold`) column and a `video_id` or "
+            f"`path` column (found: {', '.join(table.columns)})"
         )
-    ids = table["video_id"] if "video_id" in table else table["path"].map(derive_id)
-    split = pd.DataFrame({"video_id": ids.str.strip(), "fold": table["fold"].str.strip()})
+    given = table["video_id"].str.strip() if "video_id" in table else pd.Series("", table.index)
+    paths = table["path"].str.strip() if "path" in table else pd.Series("", table.index)
+    # per row, as the sheet does: its video_id, else the id derived from its path
+    ids = [v or (derive_id(p) if p else "") for v, p in zip(given, paths, strict=True)]
+    split = pd.DataFrame({"video_id": ids, "fold": table[column].str.strip()})
     blank = split.index[(split.video_id == "") | (split.fold == "")]
     if len(blank):
         lines = ", ".join(str(i + 2) for i in blank[:10])
-        raise ConfigError(f"{path}: empty video id or fold on line(s) {lines}")
+        raise ConfigError(f"{path}: empty video id or {column} on line(s) {lines}")
+    numeric = pd.to_numeric(split.fold, errors="coerce")
+    split = split[~(numeric < 0)].reset_index(drop=True)
     twice = split[split.video_id.duplicated(keep=False)]
     if len(twice):
         listed = twice.groupby("video_id").fold.apply(lambda f: "/".join(f)).head(10)
@@ -100,9 +109,16 @@ def read_split(path: str | Path) -> pd.DataFrame:
             f"{path}: videos listed more than once (a video is tested in one fold): "
             + "; ".join(f"{v} in folds {f}" for v, f in listed.items())
         )
-    labels = sorted(split.fold.unique(), key=lambda f: (len(f), f) if f.isdigit() else (1e9, f))
+    labels = sorted(split.fold.unique(), key=_fold_order)
     split["fold"] = split.fold.map({f: i for i, f in enumerate(labels)})
     return split
+
+
+def _fold_order(label: str) -> tuple:
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
 
 
 def file_folds(videos: pd.DataFrame, path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -128,7 +144,7 @@ def file_folds(videos: pd.DataFrame, path: str | Path) -> tuple[pd.DataFrame, pd
         {
             "video_id": missing.video_id,
             "stage": "folds",
-            "reason": f"not in the split file {Path(path).name}",
+            "reason": f"in no test fold of the split {Path(path).name}",
         },
         columns=SKIP_COLUMNS,
     )
@@ -186,6 +202,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, help="folds.csv")
     ap.add_argument("--skipped", help="skipped.csv: videos left out by a split file")
     ap.add_argument("--params", default="{}", help="the config's `cv` section as JSON")
+    ap.add_argument("--split", help="the split file (overrides cv.file; the sheet when unset)")
     return ap.parse_args(argv)
 
 
@@ -193,7 +210,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     videos = read_csv(args.clips).drop_duplicates("video_id")
-    folds, skipped = make_folds(videos, parse_params(args.params))
+    params = parse_params(args.params)
+    if args.split:
+        params["file"] = args.split
+    folds, skipped = make_folds(videos, params)
     write_csv_atomic(args.out, folds)
     if args.skipped:
         write_csv_atomic(args.skipped, skipped)

@@ -211,9 +211,11 @@ def comparison_section(metrics: list[dict]) -> str:
         )
     n_folds = metrics[0]["n_folds"]
     header = ["Δ WAR", "Δ UAR", "folds +/=/−", "Wilcoxon p (WAR)"]
+    protocol = metrics[0].get("protocol", "inductive")
+    suffix = "" if protocol == "inductive" else f" ({escape(protocol)})"
     if any(m["model"] == BASELINE for m in metrics) and rows:
         html += [
-            "<h2>Against the baseline</h2>",
+            f"<h2>Against the baseline{suffix}</h2>",
             f"<p>Every model against <code>{BASELINE}</code> (logistic regression on "
             "time-averaged features) on the same backbone and the same folds, video level. "
             "Δ = mean over folds of the per-fold difference, in percentage points; "
@@ -234,7 +236,7 @@ def comparison_section(metrics: list[dict]) -> str:
             for m in others
         ]
         html += [
-            "<h3>The best against the rest</h3>",
+            f"<h3>The best against the rest{suffix}</h3>",
             f"<p>{escape(best['model'])} / {escape(best['backbone'])} (highest mean video WAR, "
             f"{fmt(best['video']['mean']['war'])} %) against every other result of the same "
             "protocol and folds; Δ = best − other. Picking the best and then testing it is "

@@ -85,7 +85,7 @@ def test_split_file_is_read_and_unlisted_videos_are_recorded(tmp_path):
     assert folds.set_index("video_id").fold.to_dict()["s0_v0"] == 0
     assert folds.set_index("video_id").fold.to_dict()["s2_v0"] == 2
     assert list(skipped.video_id) == ["s3_v1"]
-    assert "not in the split file" in skipped.reason.iloc[0]
+    assert "in no test fold of the split split.csv" in skipped.reason.iloc[0]
 
 
 def test_split_file_by_path_matches_the_sheet_ids(tmp_path):
@@ -121,3 +121,17 @@ def test_a_fold_whose_videos_all_vanished_is_refused(tmp_path):
     path = write_split(tmp_path, ["s0_v0,0", "s1_v0,1", "gone_v0,2"])
     with pytest.raises(ConfigError, match="fold\\(s\\) 2 have no test videos"):
         make_folds(videos, {"method": "file", "file": str(path)})
+
+
+def test_a_sheets_official_fold_column_is_a_split(tmp_path):
+    """The dfew adapter's sheet: video_id per row, official_fold -1 = in no test list."""
+    videos = random_videos(np.random.default_rng(5), 3, 1)
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(
+        "path,subject,label,video_id,official_fold\n"
+        "clips/0.mp4,s0,a,s0_v0,0\nclips/1.mp4,s1,a,,4\nclips/2.mp4,s2,b,s2_v0,-1\n"
+    )
+    videos.loc[1, "video_id"] = "clips__1"  # no video_id in the sheet: derived from the path
+    folds, skipped = make_folds(videos, {"method": "file", "file": str(sheet)})
+    assert folds.set_index("video_id").fold.to_dict() == {"s0_v0": 0, "clips__1": 1}
+    assert list(skipped.video_id) == ["s2_v0"]

@@ -72,26 +72,36 @@ def test_report_has_every_section_and_the_comparison_file(run):
     assert len(pairs) == 2 * n * (n - 1) // 2 and pairs.wilcoxon_p.between(0, 1).all()
 
 
-def test_loso_trains_one_fold_per_subject(run, tmp_path):
-    """cv.method loso: the number of folds is known once folds.csv exists (a checkpoint)."""
+@pytest.mark.parametrize("method", ["loso", "file"])
+def test_loso_and_split_file_folds_drive_the_training_jobs(run, tmp_path, method):
+    """For loso and file the folds are known once folds.csv exists (a checkpoint)."""
     workdir, root = run
-    copy = tmp_path / "loso"
+    copy = tmp_path / method
     shutil.copytree(workdir, copy, symlinks=True)
-    config = {**TINY, "cv": {"method": "loso"}}
-    (copy / "loso.yaml").write_text(yaml.safe_dump(config))
-    args = ("--configfile", str(copy / "loso.yaml"), "--cores", "1")
+    videos = read_csv(workdir / "results/dataset/videos.csv")
+    subjects = sorted(videos.subject.unique())
+    cv = {"method": method}
+    if method == "file":  # three official folds: subjects 0, 1, the rest; one video unlisted
+        fold_of = {s: min(i, 2) + 1 for i, s in enumerate(subjects)}
+        rows = [f"{v},{fold_of[s]}" for v, s in zip(videos.video_id, videos.subject, strict=True)]
+        (copy / "split.csv").write_text("video_id,fold\n" + "\n".join(rows[1:]) + "\n")
+        cv["file"] = "split.csv"
+    (copy / "cv.yaml").write_text(yaml.safe_dump({**TINY, "cv": cv}))
+    args = ("--configfile", str(copy / "cv.yaml"), "--cores", "1")
     done = snakemake(copy, root, *args, "--until", "folds")
     assert done.returncode == 0, done.stderr[-3000:]
     folds = read_csv(copy / "results/folds.csv")
-    subjects = folds.subject.nunique()
-    assert folds.fold.nunique() == subjects and (folds.groupby("fold").subject.nunique() == 1).all()
+    n_folds = len(subjects) if method == "loso" else 3
+    assert folds.fold.nunique() == n_folds
+    check_folds(folds)
+    skipped = read_csv(copy / "results/qc/folds_skipped.csv")
+    assert list(skipped.video_id) == ([] if method == "loso" else [videos.video_id[0]])
     dry = snakemake(copy, root, *args, "-n", "results/report.html")
     assert dry.returncode == 0, dry.stderr[-3000:]
     counts = job_counts(dry.stdout + dry.stderr)
     experiments = len(list((workdir / "results/metrics").glob("*.json")))
-    per_fold_backbone = 1  # resnet-attention: one backbone per fold, each on 2 shards
-    assert counts["train"] == subjects * experiments
-    assert counts["train_backbone"] == subjects * per_fold_backbone
+    assert counts["train"] == n_folds * experiments
+    assert counts["train_backbone"] == n_folds  # resnet-attention is fitted inside each fold
     assert counts["evaluate"] == experiments
 
 

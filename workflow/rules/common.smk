@@ -40,32 +40,30 @@ if "facenet" in (config["backbones"] or {}):
 PY = shlex.quote(sys.executable)
 SHARDS = list(range(config["shards"]))
 CV = config["cv"]
-if CV["method"] == "file":
-    try:
-        from pipeline.folds import read_split
-
-        N_FILE_FOLDS = int(read_split(CV["file"] or "").fold.max()) + 1
-    except ConfigError as err:
-        raise WorkflowError(f"config: {err}") from None
+if CV["method"] == "file" and CV["file"] and not os.path.isfile(CV["file"]):
+    raise WorkflowError(
+        f"config: cv.file {CV['file']!r} does not exist; give the split CSV (video_id or "
+        "path, and fold), or leave it unset to use the label sheet's fold/official_fold column"
+    )
 
 
 def fold_ids():
-    """The folds every model is trained on: k, the split file's, or one per subject (loso).
-
-    For loso the number of subjects is known once `folds.csv` exists (the `folds` checkpoint):
-    before that, a dry run stops at it."""
-    if CV["method"] == "loso":
+    """The folds every model is trained on: k for kfold; for loso (one per subject) and file
+    (the split's) they are known once `folds.csv` exists (the `folds` checkpoint), so a dry
+    run before it stops there."""
+    if CV["method"] in ("loso", "file"):
         import pandas as pd
 
         path = checkpoints.folds.get().output.folds
         return sorted(int(f) for f in pd.read_csv(path, usecols=["fold"]).fold.unique())
-    if CV["method"] == "file":
-        return list(range(N_FILE_FOLDS))
     return list(range(CV["k"]))
 
 
 def get_split_file():
-    return [CV["file"]] if CV["method"] == "file" else []
+    """The split of cv.method file: cv.file, else the label sheet (its fold column)."""
+    if CV["method"] != "file":
+        return []
+    return [CV["file"] or get_sheet()]
 
 
 DEMO_DIR = "data/demo"
