@@ -732,6 +732,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--config", default="{}", help="the whole config as JSON, shown in the report")
     ap.add_argument("--out", required=True)
     ap.add_argument("--comparison", help="comparison.csv: every paired comparison of results")
+    ap.add_argument("--skipped-out", help="qc/skipped.csv: every skipped video, stage, reason")
     return ap.parse_args(argv)
 
 
@@ -758,6 +759,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.montages,
         read_benchmarks(args.benchmarks),
     )
+    if args.skipped_out:
+        write_csv_atomic(args.skipped_out, skipped)
     if args.comparison:
         from pipeline.compare import all_pairs
 

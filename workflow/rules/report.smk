@@ -14,6 +14,7 @@ rule report:
     output:
         report="results/report.html",
         comparison="results/comparison.csv",
+        skipped="results/qc/skipped.csv",
     log:
         "logs/report.log",
     threads: 1
@@ -28,5 +29,5 @@ rule report:
         "--aligned {input.aligned:q} --montages {input.montages:q} "
         "--folds-skipped {input.folds_skipped:q} --benchmarks benchmarks "
         "--config {params.config:q} --out {output.report:q} "
-        "--comparison {output.comparison:q} "
+        "--comparison {output.comparison:q} --skipped-out {output.skipped:q} "
         "> {log:q} 2>&1"
