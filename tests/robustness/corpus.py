@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def variable_frame_rate(path: Path) -> None:
         stream.width, stream.height = SIZE
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
-        stream.codec_context.time_base = __import__("fractions").Fraction(1, 30)
+        stream.codec_context.time_base = Fraction(1, 30)
         for frame, t in zip(frames, times, strict=True):
             picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
             picture.pts = int(t)

@@ -225,3 +225,43 @@ def test_a_sheet_in_the_wrong_format_is_a_clear_error(tmp_path, content, encodin
     (tmp_path / "sheet.csv").write_bytes(content.encode(encoding))
     with pytest.raises(SheetError, match=message):
         read_sheet(tmp_path / "sheet.csv")
+
+
+def test_a_long_video_keeps_memory_flat(tmp_path):
+    """Faces and alignment stream frames: 10× the frames costs only the per-frame metadata
+    (boxes, landmarks, pose: ~1 KB a frame), never the frames (57 KB each here)."""
+    import tracemalloc
+
+    from corpus import face_frames
+
+    from pipeline.faces import Detector, detect_video
+    from pipeline.frontalize import Frontalizer, frontalize_video
+    from pipeline.video import write_video
+
+    detector = Detector({"min_face_size": 20})
+    frames = face_frames(40)
+
+    def stage(n: int) -> int:
+        path = tmp_path / f"long{n}.mp4"
+        write_video(path, (frames[i % len(frames)] for i in range(n)))
+        tracemalloc.start()
+        arrays = detect_video(detector, str(path), n)
+        with h5py.File(tmp_path / f"aligned{n}.h5", "w") as out:
+            det = out.create_group("faces")
+            for key, values in arrays.items():
+                if key != "cropped":
+                    det.create_dataset(key, data=values)
+            det.attrs["cropped"] = False
+            decode = {"target_fps": None, "folder_fps": 30.0}
+            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode,
+                             out.create_group("aligned"))  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert arrays["valid"].all()
+        return peak
+
+    stage(20)  # load the networks first
+    short, long = stage(40), stage(400)
+    per_frame = (long - short) / 360
+    assert per_frame < 4_000, f"{per_frame:.0f} bytes per frame: frames are being kept"
+    assert long < 2 * short + 2_000_000
