@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import importlib.metadata
 import json
@@ -55,13 +56,6 @@ def run_main(fn, argv=None) -> None:
         raise SystemExit(1) from None
 
 
-def glob_escape(name: str) -> str:
-    """`name` with glob's special characters taken literally."""
-    import glob
-
-    return glob.escape(name)
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
@@ -72,7 +66,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     # a job killed with SIGKILL leaves its temporary file (no finally runs): the rerun removes
     # it. One job writes one output at a time, so no live writer owns another's temp.
-    for stale in final.parent.glob(f".{glob_escape(final.name)}.tmp*"):
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp*"):
         with contextlib.suppress(OSError):
             stale.unlink()
     tmp = final.with_name(f".{final.name}.tmp{os.getpid()}{final.suffix}")

@@ -211,11 +211,10 @@ def run(video: str, model_dir: str, out_dir: str, device: str = "auto", threads:
     arrays, decode, fps = face_track(str(path), pre, device)
     features = aligned_features(str(path), pre, arrays, decode, fps, threads)
     n = len(features)
-    if pre.get("normalize", "none") == "per_subject":
-        flat = features.reshape(n, -1).astype(np.float32)
-        std = flat.std(0)
-        flat = (flat - flat.mean(0)) / np.where(std > 1e-6, std, 1.0)
-        features = flat.reshape(features.shape)
+    if pre.get("normalize", "none") == "per_subject":  # the person is a new subject
+        from pipeline.store import frame_stats, standardise
+
+        features = standardise(features, *frame_stats([features]))
     spans = windows(n, pre)
     probs = window_probabilities(models, features, spans, int(meta["clip_length"]), device)
     times = np.asarray(arrays["time"], dtype=float)

@@ -237,26 +237,36 @@ class SubjectNormalizedReader(ClipReader):
     def __init__(self, paths: list[str | Path], subject_of: dict[str, str]):
         super().__init__(paths)
         self.subject_of = dict(subject_of)
-        sums: dict[str, list] = {}
+        by_subject: dict[str, list[str]] = {}
         for vid, subject in sorted(self.subject_of.items()):
-            frames = np.asarray(super().video(vid)[:], dtype=np.float64)
-            frames = frames.reshape(len(frames), -1)
-            acc = sums.setdefault(subject, [0, 0.0, 0.0])
-            acc[0] += len(frames)
-            acc[1] = acc[1] + frames.sum(0)
-            acc[2] = acc[2] + np.square(frames).sum(0)
-        self.stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for subject, (n, total, squares) in sums.items():
-            mean = total / max(n, 1)
-            std = np.sqrt(np.maximum(squares / max(n, 1) - np.square(mean), 0.0))
-            std = np.where(std > 1e-6, std, 1.0)
-            self.stats[subject] = (mean.astype(np.float32), std.astype(np.float32))
+            by_subject.setdefault(subject, []).append(vid)
+        self.stats = {
+            subject: frame_stats(super(SubjectNormalizedReader, self).video(v) for v in vids)
+            for subject, vids in by_subject.items()
+        }
 
     def video(self, video_id: str) -> np.ndarray:
-        frames = np.asarray(super().video(video_id)[:], dtype=np.float32)
-        mean, std = self.stats[self.subject_of[video_id]]
-        shape = frames.shape
-        return ((frames.reshape(len(frames), -1) - mean) / std).reshape(shape)
+        return standardise(super().video(video_id), *self.stats[self.subject_of[video_id]])
+
+
+def frame_stats(videos) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over every frame of some videos (float64 sums); a std of 0
+    (a feature constant over them) becomes 1, so standardising only centres it."""
+    n, total, squares = 0, 0.0, 0.0
+    for frames in videos:
+        flat = np.asarray(frames[:], dtype=np.float64).reshape(len(frames), -1)
+        n += len(flat)
+        total = total + flat.sum(0)
+        squares = squares + np.square(flat).sum(0)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(squares / max(n, 1) - np.square(mean), 0.0))
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def standardise(frames, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(T, ...) frames as float32, each feature centred and scaled by mean and std."""
+    frames = np.asarray(frames[:], dtype=np.float32)
+    return ((frames.reshape(len(frames), -1) - mean) / std).reshape(frames.shape)
 
 
 class ClipDataset:
