@@ -110,7 +110,7 @@ def face_track(path: str, pre: dict, device: str) -> tuple[dict, dict, float]:
     return arrays, decode, info.fps
 
 
-def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: float, threads: int):
+def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: float):
     """Aligned crops (in memory) → backbone features (T, ...) of one video."""
     import io
 
@@ -137,7 +137,6 @@ def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: floa
         params = dict(spec.get("params") or {})
         if spec.get("checkpoint"):
             params["checkpoint"] = spec["checkpoint"]
-        set_threads(threads)
         backbone = build_backbone(spec["name"], params)
         features = extract(backbone, group["frames"], mem.create_group("features"), "video")[:]
     return features
@@ -209,7 +208,7 @@ def run(video: str, model_dir: str, out_dir: str, device: str = "auto", threads:
     models, meta = load_models(checkpoints, device)
     pre, classes = meta["preprocessing"], meta["classes"]
     arrays, decode, fps = face_track(str(path), pre, device)
-    features = aligned_features(str(path), pre, arrays, decode, fps, threads)
+    features = aligned_features(str(path), pre, arrays, decode, fps)
     n = len(features)
     if pre.get("normalize", "none") == "per_subject":  # the person is a new subject
         from pipeline.store import frame_stats, standardise

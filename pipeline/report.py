@@ -412,8 +412,9 @@ def results_section(metrics: list[dict]) -> str:
         "UAR = mean per-class recall; best in bold. Chance: WAR of always answering the most "
         f"frequent class ({fmt(chance['war'])} %), UAR 1/K ({fmt(chance['uar'])} %).</p>",
     ]
-    for protocol, group in by_protocol(metrics):
-        if len(by_protocol(metrics)) > 1 or protocol != "inductive":
+    groups = by_protocol(metrics)
+    for protocol, group in groups:
+        if len(groups) > 1 or protocol != "inductive":
             html.append(f"<h3>{escape(protocol.capitalize())} protocol</h3>")
         if PROTOCOLS.get(protocol):
             html.append(f"<p class='warn'>{PROTOCOLS[protocol]}</p>")
@@ -585,6 +586,9 @@ STAGE_ORDER = [
 ]
 
 
+BENCH_COLUMNS = ["stage", "seconds", "max_rss", "cpu_time"]
+
+
 def read_benchmarks(folder: str | Path) -> pd.DataFrame:
     """One row per Snakemake `benchmark:` file: stage (its first folder), seconds, RSS, CPU."""
     rows = []
@@ -606,7 +610,7 @@ def read_benchmarks(folder: str | Path) -> pd.DataFrame:
                 "cpu_time": pd.to_numeric(last.get("cpu_time"), errors="coerce"),
             }
         )
-    return pd.DataFrame(rows, columns=["stage", "seconds", "max_rss", "cpu_time"])
+    return pd.DataFrame(rows, columns=BENCH_COLUMNS)
 
 
 def benchmark_section(bench: pd.DataFrame) -> str:
@@ -706,7 +710,7 @@ def render(
             zoo_section(metrics),
             dataset_section(videos, folds, skipped),
             face_section(face_files, aligned_files, montage_dirs),
-            benchmark_section(bench if bench is not None else read_benchmarks("/nonexistent")),
+            benchmark_section(bench if bench is not None else pd.DataFrame(columns=BENCH_COLUMNS)),
             *run,
         ]
     )

@@ -138,14 +138,14 @@ def test_changed_settings_or_inputs_invalidate_finished_videos(tmp_path):
     from pipeline.features import extract_shard
 
     aligned_shard(tmp_path / "aligned.h5")
-    with pytest.raises(RuntimeError):
-        extract_shard(
-            CountingHog(crash_on=3),
-            "hog",
-            {"size": 32},
-            str(tmp_path / "aligned.h5"),
-            str(tmp_path / "s.h5"),
-        )
+
+    def crash_on_the_third_video(out: str) -> None:
+        with pytest.raises(RuntimeError):
+            extract_shard(
+                CountingHog(crash_on=3), "hog", {"size": 32}, str(tmp_path / "aligned.h5"), out
+            )
+
+    crash_on_the_third_video(str(tmp_path / "s.h5"))
     changed = CountingHog()
     extract_shard(
         changed,
@@ -155,14 +155,7 @@ def test_changed_settings_or_inputs_invalidate_finished_videos(tmp_path):
         str(tmp_path / "s.h5"),
     )
     assert len(changed.calls) == 4  # other settings: nothing reused
-    with pytest.raises(RuntimeError):
-        extract_shard(
-            CountingHog(crash_on=3),
-            "hog",
-            {"size": 32},
-            str(tmp_path / "aligned.h5"),
-            str(tmp_path / "t.h5"),
-        )
+    crash_on_the_third_video(str(tmp_path / "t.h5"))
     aligned_shard(tmp_path / "aligned.h5", videos=4)  # the input was rewritten
     fresh = CountingHog()
     extract_shard(fresh, "hog", {"size": 32}, str(tmp_path / "aligned.h5"), str(tmp_path / "t.h5"))
