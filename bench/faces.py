@@ -46,7 +46,8 @@ def face_stage(path: str, detector=None, method: str = "similarity") -> tuple[in
     writes its shard): (frames, frames with a face)."""
     import h5py
 
-    from pipeline.faces import Detector, detect_video
+    from pipeline.detector import Detector
+    from pipeline.faces import detect_video
     from pipeline.frontalize import Frontalizer, frontalize_video
 
     arrays = detect_video(detector or Detector({}), path)
@@ -92,7 +93,7 @@ def _worker_init(warmup: str) -> None:
     import torch
 
     from pipeline import video
-    from pipeline.faces import Detector
+    from pipeline.detector import Detector
 
     torch.set_num_threads(1)
     video.DECODE_THREADS = 1
@@ -135,7 +136,7 @@ def main() -> None:
         write_video(path, render(i, demo.EMOTIONS[i % 6], args.frames), fps=30)
         paths.append(str(path))
 
-    from pipeline.faces import Detector
+    from pipeline.detector import Detector
 
     detector = Detector({})  # the stage builds one per shard; the naive loop one net
     net = MTCNN(keep_all=True)

@@ -81,10 +81,11 @@ def main() -> None:
     import pandas as pd
     import torch
 
+    from pipeline.backbones import build_backbone
     from pipeline.clips import window
-    from pipeline.features import build_backbone, extract_shard
+    from pipeline.features import extract_shard
+    from pipeline.models import build_model
     from pipeline.store import ClipReader, pad_clip
-    from pipeline.train import build_model
 
     torch.set_num_threads(2)
     tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))

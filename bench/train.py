@@ -51,8 +51,11 @@ def main() -> None:
     import yaml
 
     from pipeline import catalog
+    from pipeline.augment import pixel_augmenter
     from pipeline.common import read_csv, seed_everything, set_threads
-    from pipeline.train import build_model, fit, split
+    from pipeline.engine import fit
+    from pipeline.models import build_model, split_params
+    from pipeline.splits import split
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     set_threads(args.threads)
@@ -78,8 +81,11 @@ def main() -> None:
         params.update(epochs=args.epochs, val_subjects=0.0)
         seed_everything(0)
         model = build_model(name, len(classes), tuple(x.shape[1:]), params)
+        training, _ = split_params(name, params)
+        pixels = catalog.MODELS[name].kind == catalog.PIXELS
+        augment = pixel_augmenter(training.augment) if pixels else None
         t0 = time.perf_counter()
-        history = fit(model, x, y, params, 0, "cpu")
+        history = fit(model, x, y, training, 0, "cpu", augment=augment)
         total = time.perf_counter() - t0
         per_epoch = total if model.closed_form else float(history.seconds.median())
         rows.append((name, backbone, per_epoch, len(x) / per_epoch, model.closed_form))

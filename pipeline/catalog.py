@@ -18,55 +18,81 @@ ANY = "any"  # a model that takes either kind (meanpool)
 
 @dataclass(frozen=True)
 class Entry:
-    module: str
+    """One backbone or model: where its class lives, what it consumes or produces.
+
+    `target` is "module:Class". A per-fold backbone (fitted on labels, so trained inside each
+    fold on that fold's training subjects) names its training entry point in `train`,
+    "module:function" with the signature of `pipeline.train_backbone.Trainer`; the rules
+    `train_backbone` and `extract_fold_features` run it and its class for every fold.
+    """
+
+    target: str
     kind: str  # VECTORS: (T, D) per-frame features; PIXELS: (T, H, W, C) uint8 clips; ANY
     summary: str
-    per_fold: bool = False  # fitted on labels: trained and extracted inside each fold
+    train: str | None = None
+
+    @property
+    def module(self) -> str:
+        return self.target.split(":")[0]
+
+    @property
+    def per_fold(self) -> bool:
+        return self.train is not None
 
 
 BACKBONES: dict[str, Entry] = {
-    "hog": Entry("pipeline.backbones.hog", VECTORS, "HOG descriptors of the aligned face"),
-    "pixels": Entry("pipeline.backbones.pixels", PIXELS, "aligned face crops, resized"),
+    "hog": Entry("pipeline.backbones.hog:HOG", VECTORS, "HOG descriptors of the aligned face"),
+    "pixels": Entry("pipeline.backbones.pixels:Pixels", PIXELS, "aligned face crops, resized"),
     "fer-minixception": Entry(
-        "pipeline.backbones.fer_minixception",
+        "pipeline.backbones.fer_minixception:FERMiniXception",
         VECTORS,
         "FER2013 mini-Xception: 128 pooled activations + 7 class probabilities",
     ),
     "facenet": Entry(
-        "pipeline.backbones.facenet", VECTORS, "InceptionResnetV1 face embedding (local weights)"
+        "pipeline.backbones.facenet:FaceNet",
+        VECTORS,
+        "InceptionResnetV1 face embedding (local weights)",
     ),
     "resnet-attention": Entry(
-        "pipeline.backbones.resnet_attention",
+        "pipeline.backbones.resnet_attention:ResNetAttention",
         VECTORS,
         "ResNet with channel attention, trained per fold on the training subjects",
-        per_fold=True,
+        train="pipeline.backbones.resnet_attention:train_fold",
     ),
 }
 
 MODELS: dict[str, Entry] = {
-    "gru": Entry("pipeline.models.gru", VECTORS, "GRU over per-frame feature vectors"),
-    "c3d": Entry("pipeline.models.c3d", PIXELS, "C3D-style 3D-CNN over pixel clips"),
+    "gru": Entry(
+        "pipeline.models.gru:GRUClassifier", VECTORS, "GRU over per-frame feature vectors"
+    ),
+    "c3d": Entry("pipeline.models.c3d:C3D", PIXELS, "C3D-style 3D-CNN over pixel clips"),
     "pyranet3d": Entry(
-        "pipeline.models.pyranet3d", PIXELS, "3DPyraNet / EmoP3D pyramidal neurons over pixel clips"
+        "pipeline.models.pyranet3d:PyraNet3D",
+        PIXELS,
+        "3DPyraNet / EmoP3D pyramidal neurons over pixel clips",
     ),
     "cnn3d_convlstm_spp": Entry(
-        "pipeline.models.cnn3d_convlstm_spp",
+        "pipeline.models.cnn3d_convlstm_spp:CNN3DConvLSTMSPP",
         PIXELS,
         "3D-CNN + ConvLSTM + weighted spatial pyramid pooling (Al Chanti & Caplier 2018)",
     ),
     "cnn_lstm_partial": Entry(
-        "pipeline.models.cnn_lstm_partial",
+        "pipeline.models.cnn_lstm_partial:CNNLSTMPartial",
         VECTORS,
         "CNN-LSTM with a partial-sequence intensity objective (Baddar & Ro 2017)",
     ),
     "mstcn": Entry(
-        "pipeline.models.mstcn", VECTORS, "multi-stage temporal convolutional network (MS-TCN)"
+        "pipeline.models.mstcn:MSTCN",
+        VECTORS,
+        "multi-stage temporal convolutional network (MS-TCN)",
     ),
     "transformer": Entry(
-        "pipeline.models.transformer", VECTORS, "transformer encoder over per-frame features"
+        "pipeline.models.transformer:TemporalTransformer",
+        VECTORS,
+        "transformer encoder over per-frame features",
     ),
     "meanpool": Entry(
-        "pipeline.models.meanpool",
+        "pipeline.models.meanpool:MeanPool",
         ANY,
         "baseline: logistic regression on time-averaged features (scikit-learn)",
     ),
@@ -80,9 +106,23 @@ def lookup(table: dict[str, Entry], name: str, what: str) -> Entry:
     return table[name]
 
 
-def load(table: dict[str, Entry], name: str, what: str, attr: str):
-    """Import the module of `name` and return its `attr` (the class)."""
-    return getattr(importlib.import_module(lookup(table, name, what).module), attr)
+def resolve(target: str):
+    """Import "module:attribute" and return the attribute."""
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def load(table: dict[str, Entry], name: str, what: str):
+    """The class of `name` (its module is imported now, not at parse time)."""
+    return resolve(lookup(table, name, what).target)
+
+
+def trainer(name: str):
+    """The training entry point of per-fold backbone `name`."""
+    entry = lookup(BACKBONES, name, "backbone")
+    if not entry.per_fold:
+        raise ConfigError(f"backbone {name!r} is not trained per fold; it has no trainer")
+    return resolve(entry.train)
 
 
 def experiments(config: dict) -> list[tuple[str, str]]:

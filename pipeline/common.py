@@ -6,6 +6,7 @@ import contextlib
 import glob
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import logging
 import os
@@ -105,6 +106,26 @@ def parse_params(text: str | None) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"--params must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def keyword_names(fn, skip: tuple[str, ...] = ("self",)) -> tuple[str, ...]:
+    """The keyword arguments a function or class constructor takes (in order)."""
+    params = inspect.signature(fn).parameters.values()
+    return tuple(
+        p.name
+        for p in params
+        if p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
+
+
+def check_keys(where: str, given, valid) -> None:
+    """ConfigError naming every key of `given` that is not in `valid`, and the valid ones."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown {'key' if len(unknown) == 1 else 'keys'} "
+            f"{', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(valid))}"
+        )
 
 
 def digest(obj: Any, length: int = 12) -> str:

@@ -9,15 +9,27 @@ differences). Two caveats travel with every p-value:
   than 6 folds can never reach 0.05;
 - folds share training subjects, so fold scores are not independent and the test is
   optimistic (Nadeau & Bengio, 2003): read p as descriptive, not as a significance claim.
+
+The `compare` rule writes every comparable pair (a listed before b in the rule's order) to
+`results/comparison.csv`: `python -m pipeline.compare --metrics M.json.. --out F.csv`.
+The report reads its rows (`oriented` turns a pair around).
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import json
+import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from pipeline.common import run_main, setup_logging, write_csv_atomic
+
+log = logging.getLogger(__name__)
 
 COLUMNS = [
     "protocol",
@@ -116,3 +128,44 @@ def caveat(n_folds: int) -> str:
         text + ". Folds share training subjects, so their scores are not independent and the "
         "test is optimistic (Nadeau & Bengio, 2003): read p as descriptive."
     )
+
+
+def oriented(pairs: pd.DataFrame, a: dict, b: dict, metric: str = "war") -> dict | None:
+    """The row of `pairs` comparing result a with b (turned around if stored as b, a)."""
+    key = (a["model"], a["backbone"], b["model"], b["backbone"])
+    same = pairs.metric == metric
+    for (ma, ba, mb, bb), flip in ((key, False), ((key[2], key[3], key[0], key[1]), True)):
+        hit = pairs[same & (pairs.model_a == ma) & (pairs.backbone_a == ba)]
+        hit = hit[(hit.model_b == mb) & (hit.backbone_b == bb)]
+        if len(hit):
+            row = hit.iloc[0].to_dict()
+            if flip:
+                row.update(model_a=key[0], backbone_a=key[1], model_b=key[2], backbone_b=key[3])
+                row["mean_diff"] = -row["mean_diff"]
+                row["better"], row["worse"] = row["worse"], row["better"]
+                row["mean_a"], row["mean_b"] = row["mean_b"], row["mean_a"]
+            return row
+    return None
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Paired comparison of every pair of results.")
+    ap.add_argument("--metrics", nargs="+", required=True, help="metrics/*.json")
+    ap.add_argument("--out", required=True, help="comparison.csv")
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    metrics = []
+    for path in args.metrics:
+        with open(path, encoding="utf-8") as f:
+            metrics.append(json.load(f))
+    pairs = all_pairs(metrics)
+    write_csv_atomic(args.out, pairs)
+    log.info("%d comparisons of %d results", len(pairs), len(metrics))
+
+
+if __name__ == "__main__":
+    run_main(main)

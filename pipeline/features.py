@@ -23,16 +23,13 @@ import h5py
 import numpy as np
 
 from pipeline import catalog
+from pipeline.backbones import build_backbone
 from pipeline.common import digest, parse_params, run_main, setup_logging
 from pipeline.store import Resume, file_state, frame_chunks, shard_writer
 
 log = logging.getLogger(__name__)
 
 BATCH = 64
-
-
-def build_backbone(name: str, params: dict):
-    return catalog.load(catalog.BACKBONES, name, "backbone", "Backbone")(**params)
 
 
 def extract(backbone, frames: h5py.Dataset, out: h5py.Group, name: str) -> h5py.Dataset:
@@ -73,8 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     params = parse_params(args.params)
-    extra = {"checkpoint": args.checkpoint} if args.checkpoint else {}
-    backbone = build_backbone(args.backbone, {**params, **extra})
+    backbone = build_backbone(args.backbone, params, args.checkpoint)
     extract_shard(backbone, args.backbone, params, args.aligned, args.out)
 
 

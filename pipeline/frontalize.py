@@ -39,6 +39,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from pipeline import reference3d as ref
 from pipeline.common import (
     VideoError,
     atomic_path,
@@ -47,22 +48,12 @@ from pipeline.common import (
     run_main,
     setup_logging,
 )
+from pipeline.reference3d import CENTER, INNER, TEMPLATE_112
 from pipeline.store import Resume, file_state, frame_chunks, shard_writer
 from pipeline.video import batched, decode_options, iter_frames
 
 log = logging.getLogger(__name__)
 
-# ArcFace's canonical 5-point template for a 112×112 crop (x, y).
-TEMPLATE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
 DEFAULTS = {"method": "similarity", "crop_size": 112, "symmetry": "none"}
 METHODS = ("similarity", "hassner")
 COARSE = 32  # grid of the visibility map (pose, quality, soft symmetry)
@@ -127,13 +118,11 @@ class Frontalizer:
     """
 
     def __init__(self, size: int, symmetry: str = "none"):
-        from pipeline import reference3d as ref
-
         if symmetry not in ("none", "soft"):
             raise ValueError(f"unknown frontalize.symmetry {symmetry!r}; known: none, soft")
         self.size = size
         self.symmetry = symmetry
-        self.points = to_object(ref.landmarks_3d())[ref.INNER]
+        self.points = to_object(ref.landmarks_3d())[INNER]
         self.surface = to_object(ref.dense_surface(size).reshape(-1, 3))
         self.mask = ref.head_mask(size)
         self.coarse = to_object(ref.dense_surface(COARSE).reshape(-1, 3))
@@ -148,8 +137,6 @@ class Frontalizer:
     def fit(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
         """(rvec, tvec, camera matrix) placing the reference on 68 frame landmarks."""
         import cv2
-
-        from pipeline.reference3d import INNER
 
         image = np.ascontiguousarray(landmarks68[INNER], np.float64)
         matrix = self.camera(shape)
@@ -223,8 +210,6 @@ def project_points(points, rot, tvec, matrix) -> np.ndarray:
 def to_object(points: np.ndarray) -> np.ndarray:
     """Reference coordinates (x right, y down, depth toward the viewer) → a right-handed object
     frame centred on the head, z away from the viewer (OpenCV's camera convention)."""
-    from pipeline.reference3d import CENTER
-
     out = np.array(points, np.float64, copy=True)
     out[:, 0] -= CENTER[0]
     out[:, 1] -= CENTER[1]

@@ -90,7 +90,8 @@ def load_models(paths: list[Path], device: str) -> tuple[list, dict]:
 
 def face_track(path: str, pre: dict, device: str) -> tuple[dict, dict, float]:
     """Probe and detect: the face arrays of every frame, the decode options and the frame rate."""
-    from pipeline.faces import Detector, detect_video
+    from pipeline.detector import Detector
+    from pipeline.faces import detect_video
     from pipeline.video import probe
 
     decode = {
@@ -116,7 +117,8 @@ def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: floa
 
     import h5py
 
-    from pipeline.features import build_backbone, extract
+    from pipeline.backbones import build_backbone
+    from pipeline.features import extract
     from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
     from pipeline.frontalize import Frontalizer, frontalize_video
 
@@ -134,10 +136,7 @@ def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: floa
             path, det, size, front["method"], Frontalizer(size, front["symmetry"]), decode, group
         )
         spec = pre["backbone"]
-        params = dict(spec.get("params") or {})
-        if spec.get("checkpoint"):
-            params["checkpoint"] = spec["checkpoint"]
-        backbone = build_backbone(spec["name"], params)
+        backbone = build_backbone(spec["name"], spec.get("params") or {}, spec.get("checkpoint"))
         features = extract(backbone, group["frames"], mem.create_group("features"), "video")[:]
     return features
 
@@ -153,8 +152,8 @@ def window_probabilities(models: list, features: np.ndarray, spans, length: int,
     """(W, K) probabilities of every window, averaged over the models (folds)."""
     import torch
 
+    from pipeline.engine import predict
     from pipeline.store import pad_clip
-    from pipeline.train import predict
 
     x = torch.from_numpy(np.stack([pad_clip(features[s:e], length) for s, e in spans]))
     return np.mean([predict(model, x, device) for model in models], axis=0)

@@ -1,4 +1,9 @@
-"""A generic 3D reference face for `frontalize.method: hassner`, authored in this file.
+"""Reference geometry of the face: the 5-point alignment template and a generic 3D face.
+
+`TEMPLATE_112` (ArcFace's canonical 5 points of a 112×112 crop) is what
+`frontalize.method: similarity` aligns to; the rest is the 3D reference face of
+`frontalize.method: hassner`, authored in this file. Both live here, below the stages, because
+the face stage (crops taken whole) and the frontalize stage both place points on them.
 
 Source and licence: everything here is made by this project (MIT, like the rest of the code);
 nothing is downloaded or copied from a face model with other terms.
@@ -21,6 +26,18 @@ orthographic projection onto x, y).
 from __future__ import annotations
 
 import numpy as np
+
+# ArcFace's canonical 5-point template for a 112×112 crop (x, y).
+TEMPLATE_112 = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
 
 # fmt: off
 FRONTAL_68 = np.array([

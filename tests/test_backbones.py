@@ -8,7 +8,7 @@ from pipeline.common import ConfigError
 @pytest.fixture(scope="module")
 def portraits():
     from pipeline.datasets.demo import load_portrait
-    from pipeline.faces import Detector
+    from pipeline.detector import Detector
     from pipeline.frontalize import align_frame
 
     detector = Detector({"min_face_size": 30, "landmarks": "none"})
@@ -20,9 +20,9 @@ def portraits():
 
 
 def test_fer_minixception_port_reads_the_portraits_right(portraits):
-    from pipeline.backbones.fer_minixception import CLASSES, Backbone
+    from pipeline.backbones.fer_minixception import CLASSES, FERMiniXception
 
-    backbone = Backbone(device="cpu")
+    backbone = FERMiniXception(device="cpu")
     out = backbone(np.stack([portraits["astronaut"], portraits["hopper"]]))
     assert out.shape == (2, 135) and out.dtype == np.float32
     probs = out[:, 128:]
@@ -67,23 +67,23 @@ def test_facenet_needs_a_local_weights_file_and_loads_one(tmp_path, portraits):
     import torch
     from facenet_pytorch import InceptionResnetV1
 
-    from pipeline.backbones.facenet import Backbone
+    from pipeline.backbones.facenet import FaceNet
 
     with pytest.raises(ConfigError, match="nothing is downloaded"):
-        Backbone(weights=None)
+        FaceNet(weights=None)
     with pytest.raises(ConfigError, match="does not exist"):
-        Backbone(weights=str(tmp_path / "nope.pt"))
+        FaceNet(weights=str(tmp_path / "nope.pt"))
     torch.manual_seed(0)
     state = InceptionResnetV1(pretrained=None).state_dict()  # same layout as the released files
     state["logits.weight"] = torch.zeros(8631, 512)  # ... which also carry a classifier
     torch.save(state, tmp_path / "w.pt")
-    backbone = Backbone(weights=str(tmp_path / "w.pt"), device="cpu")
+    backbone = FaceNet(weights=str(tmp_path / "w.pt"), device="cpu")
     out = backbone(np.stack([portraits["astronaut"]] * 2))
     assert out.shape == (2, 512)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-4)
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="not an InceptionResnetV1"):
-        Backbone(weights=str(tmp_path / "other.pt"))
+        FaceNet(weights=str(tmp_path / "other.pt"))
 
 
 def test_feature_files_carry_provenance_and_an_index(tmp_path):

@@ -1,4 +1,4 @@
-import importlib
+import inspect
 
 import pytest
 import yaml
@@ -12,25 +12,37 @@ def schema(root):
     return yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
 
 
-def test_schema_enums_mirror_the_registries(schema):
+def test_schema_sections_mirror_the_registries(schema):
+    """Names live in the catalog; the schema has one settings block per name, no more."""
     props = schema["properties"]
-    assert set(props["models"]["propertyNames"]["enum"]) == set(catalog.MODELS)
     assert set(props["models"]["properties"]) == set(catalog.MODELS)
-    assert set(props["backbones"]["propertyNames"]["enum"]) == set(catalog.BACKBONES)
     assert set(props["backbones"]["properties"]) == set(catalog.BACKBONES)
-    assert set(schema["definitions"]["training"]["backbones"]["items"]["enum"]) == set(
-        catalog.BACKBONES
-    )
+    assert props["models"]["additionalProperties"] is False
+    assert props["backbones"]["additionalProperties"] is False
 
 
 def test_every_entry_loads_and_declares_its_kind():
-    for table, attr, kind_attr in (
-        (catalog.MODELS, "Model", "takes"),
-        (catalog.BACKBONES, "Backbone", "kind"),
+    for table, what, kind_attr in (
+        (catalog.MODELS, "model", "takes"),
+        (catalog.BACKBONES, "backbone", "kind"),
     ):
         for name, entry in table.items():
-            cls = getattr(importlib.import_module(entry.module), attr)
+            cls = catalog.load(table, name, what)
             assert getattr(cls, kind_attr) == entry.kind, name
+            assert cls.__name__ != "Model" and cls.__name__ != "Backbone", name
+
+
+def test_per_fold_backbones_name_a_trainer_with_the_contract():
+    from pipeline.backbones import FoldFrames
+
+    per_fold = [name for name, entry in catalog.BACKBONES.items() if entry.per_fold]
+    assert per_fold == ["resnet-attention"]
+    for name in per_fold:
+        trainer = catalog.trainer(name)
+        first = next(iter(inspect.signature(trainer).parameters.values()))
+        assert first.name == "data" and first.annotation in (FoldFrames, "FoldFrames")
+    with pytest.raises(ConfigError, match="'hog' is not trained per fold"):
+        catalog.trainer("hog")
 
 
 def test_unknown_model_lists_the_known_ones():

@@ -90,7 +90,8 @@ def test_per_subject_normalisation_uses_each_subjects_own_frames(tmp_path):
 
 
 def test_benchmarks_are_summed_per_stage(tmp_path):
-    from pipeline.report import benchmark_section, read_benchmarks
+    from pipeline.qc import runtime_table
+    from pipeline.report.quality import runtime_section
 
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     for rel, (sec, rss) in {
@@ -102,9 +103,11 @@ def test_benchmarks_are_summed_per_stage(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + f"{sec}\t0:00:10\t{rss}\t1\t1\t1\t0\t0\t50\t{sec / 2}\n")
     (tmp_path / "broken.tsv").write_text("not\ta\nbenchmark")
-    bench = read_benchmarks(tmp_path)
-    assert sorted(bench.stage) == ["demo_data", "train", "train"]
-    html = benchmark_section(bench)
+    files = sorted(map(str, tmp_path.rglob("*.tsv")))
+    table = runtime_table(files, tmp_path)
+    assert list(table.stage) == ["demo_data", "train"] and list(table.jobs) == [1, 2]
+    assert table.wall_s.iloc[1] == 22.5 and table.peak_rss_mb.iloc[1] == 900
+    html = runtime_section(table)
     assert html.index("demo_data") < html.index("train")
     assert '<td class="l">train</td><td class="">2</td><td class="">22.5</td>' in html
     assert ">900<" in html

@@ -56,7 +56,8 @@ def test_video_level_averages_clip_probabilities():
 def test_face_accounting_counts_each_frame_once(tmp_path):
     import h5py
 
-    from pipeline.report import face_section
+    from pipeline.qc import face_summary
+    from pipeline.report.quality import face_section
 
     path = tmp_path / "faces.h5"
     with h5py.File(path, "w") as f:
@@ -68,7 +69,9 @@ def test_face_accounting_counts_each_frame_once(tmp_path):
         g["n_faces"] = np.array([1, 0, 0, 0, 0, 2, 0], np.uint8)
         g["others"] = np.zeros((1, 7), np.float32)
         g.attrs["cropped"] = False
-    html = face_section([str(path)], [], [])
+    summary = face_summary([str(path)], [])
+    assert summary["counts"]["detected"] == 2 and summary["counts"]["interpolated"] == 2
+    html = face_section(summary)
     assert "6 of 7 frames" in html and "2 by the detector" in html
     assert "2 interpolated between agreeing detections, 2 across short misses" in html
     assert "1 frames showed more than one face" in html and "1 other detections" in html

@@ -3,8 +3,10 @@ import pytest
 from PIL import Image
 
 from pipeline.datasets import demo
-from pipeline.faces import Detector, Face, detect_video, iou
-from pipeline.frontalize import TEMPLATE_112
+from pipeline.detector import Detector
+from pipeline.faces import detect_video
+from pipeline.reference3d import TEMPLATE_112
+from pipeline.tracking import Face, iou
 from pipeline.video import write_video
 
 PER_FRAME = {"detect_every": 1, "full_every": 1, "detect_width": 0}

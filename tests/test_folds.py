@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.common import ConfigError
 from pipeline.folds import assign_folds, check_folds, make_folds
-from pipeline.train import split
+from pipeline.splits import split
 
 
 def random_videos(rng, n_subjects, per_subject, labels=("a", "b", "c", "d")):

@@ -1,6 +1,7 @@
 import numpy as np
 
-from pipeline.frontalize import TEMPLATE_112, align_frame, fill_nearest, umeyama
+from pipeline.frontalize import align_frame, fill_nearest, umeyama
+from pipeline.reference3d import TEMPLATE_112
 
 
 def similarity(points, angle_deg, scale, shift):
@@ -77,7 +78,7 @@ def turn_head(image, landmarks5, degrees):
 
 @pytest.fixture(scope="module")
 def face_tools():
-    from pipeline.faces import Detector
+    from pipeline.detector import Detector
 
     return Detector({"min_face_size": 30})
 

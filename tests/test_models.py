@@ -1,24 +1,28 @@
-import inspect
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from pipeline import catalog
-from pipeline.train import (
-    AUGMENT,
-    DEFAULTS,
-    TRAIN_KEYS,
-    augment_pixels,
-    build_model,
-    class_weights,
-    fit,
-    inner_split,
-    onthefly,
-)
+from pipeline.augment import AUGMENT, augment_pixels
+from pipeline.engine import Training, class_weights
+from pipeline.engine import fit as engine_fit
+from pipeline.models import build_model
+from pipeline.splits import inner_split
+from pipeline.train import onthefly
+
+
+def fit(model, x, y, params, seed, device, x_val=None, y_val=None):
+    """The engine's fit with a plain settings dict, augmenting pixel clips as training does."""
+    from pipeline.augment import pixel_augmenter
+
+    settings = Training(**params)
+    pixels = getattr(model, "takes", None) == catalog.PIXELS
+    augment = pixel_augmenter(settings.augment) if pixels else None
+    return engine_fit(model, x, y, settings, seed, device, x_val, y_val, augment)
+
 
 VECTOR_MODELS = ["gru", "transformer", "mstcn", "cnn_lstm_partial", "meanpool"]
 PIXEL_MODELS = ["c3d", "pyranet3d", "cnn3d_convlstm_spp", "meanpool"]
@@ -188,7 +192,7 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     best = history[history.best]
     assert len(best) == 1 and best.val_loss.iloc[0] == history.val_loss.min()
     assert len(history) == best.epoch.iloc[0] + 5 < 60  # stopped `patience` epochs later
-    from pipeline.train import evaluate_loss
+    from pipeline.engine import evaluate_loss
 
     criterion = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(y.numpy(), 2)))
     restored, _ = evaluate_loss(model, x_val, y_val, criterion, "cpu")
@@ -309,27 +313,6 @@ def test_onthefly_feeds_variable_length_models_only_what_was_seen():
 
     onthefly(Spy(), Frames(), test, np.array([[0.5, 0.5]]), 16, "cpu")
     assert sorted(lengths) == [2, 4, 6, 8, 10, 12, 14]  # ⌈f·20⌉ frames before the clip ends
-
-
-def test_every_model_setting_is_in_the_schema_and_the_constructor():
-    schema = yaml.safe_load(open("workflow/schemas/config.schema.yaml", encoding="utf-8"))
-    models = schema["properties"]["models"]
-    assert set(models["propertyNames"]["enum"]) == set(catalog.MODELS)
-    for name in catalog.MODELS:
-        props = set(models["properties"][name]["properties"])
-        cls = catalog.load(catalog.MODELS, name, "model", "Model")
-        arch = {
-            p
-            for p in inspect.signature(cls.__init__).parameters
-            if p not in ("self", "n_classes", "input_shape", "_")
-        }
-        assert arch <= props, f"{name}: constructor arguments missing from the schema"
-        assert props - arch <= set(TRAIN_KEYS), f"{name}: schema keys the model ignores"
-        if cls.closed_form:
-            assert {"balance", "backbones"} <= props
-        else:
-            assert set(TRAIN_KEYS) - {"augment"} <= props, f"{name}: training keys not allowed"
-    assert set(DEFAULTS) <= set(TRAIN_KEYS)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -7,7 +7,9 @@ import re
 import numpy as np
 import pandas as pd
 
+from pipeline.compare import all_pairs
 from pipeline.evaluate import evaluate, provenance
+from pipeline.qc import RUNTIME_COLUMNS
 from pipeline.report import render
 
 HOSTILE = "<script>alert('x')</script>"
@@ -54,7 +56,25 @@ def render_hostile(metrics: list[dict]) -> str:
         {"video_id": [HOSTILE], "stage": ["detect_faces"], "reason": ["no face in <video>"]}
     )
     config = {"cv": {"method": "kfold"}, "dataset": {"sheet": HOSTILE}}
-    return render(metrics, videos, folds, skipped, [], config)
+    faces = {
+        "counts": dict.fromkeys(
+            ("frames", "valid", "detected", "interpolated", "filled", "multi", "others", "cropped"),
+            0,
+        ),
+        "pose": dict.fromkeys(("yaw", "pitch", "roll", "quality")),
+        "quality": {},
+    }
+    return render(
+        metrics,
+        videos=videos,
+        folds=folds,
+        skipped=skipped,
+        pairs=all_pairs(metrics),
+        faces=faces,
+        runtime=pd.DataFrame(columns=RUNTIME_COLUMNS),
+        index=pd.DataFrame(),
+        config=config,
+    )
 
 
 def test_every_dataset_string_is_escaped():

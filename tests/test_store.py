@@ -82,9 +82,9 @@ class CountingHog:
     """The real hog backbone, counting the videos it sees and crashing on request."""
 
     def __init__(self, crash_on=None):
-        from pipeline.backbones.hog import Backbone
+        from pipeline.backbones.hog import HOG
 
-        self.inner = Backbone(size=32, cell=8)
+        self.inner = HOG(size=32, cell=8)
         self.kind = self.inner.kind
         self.calls, self.crash_on = [], crash_on
 

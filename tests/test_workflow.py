@@ -153,9 +153,9 @@ def test_training_outputs_baseline_and_onthefly(run):
 def test_a_saved_model_reproduces_its_test_predictions(run, name):
     import torch
 
+    from pipeline.engine import predict
     from pipeline.models import load_checkpoint
     from pipeline.store import ClipReader
-    from pipeline.train import predict
 
     workdir, _ = run
     out = workdir / f"results/models/{name}/fold0"
@@ -176,7 +176,13 @@ def test_adding_a_model_trains_only_that_model(run):
     changed.write_text(yaml.safe_dump(config))
     dry = snakemake(workdir, root, "results/report.html", "-n", "--configfile", str(changed))
     assert dry.returncode == 0, dry.stderr
-    assert job_counts(dry.stdout + dry.stderr) == {"train": 2, "evaluate": 1, "report": 1}
+    assert job_counts(dry.stdout + dry.stderr) == {
+        "train": 2,
+        "evaluate": 1,
+        "compare": 1,
+        "runtime": 1,
+        "report": 1,
+    }
 
 
 def test_face_stages_record_tracks_landmarks_pose_and_montages(run):
@@ -231,6 +237,9 @@ def test_per_fold_backbone_never_sees_its_test_subjects(run):
         test_subjects = set(folds[folds.fold == fold].subject)
         assert saved["meta"]["fold"] == fold and saved["meta"]["train_subjects"]
         assert not set(saved["meta"]["train_subjects"]) & test_subjects
+        assert saved["meta"]["val_subjects"] == []  # resnet-attention trains on all of them
+        history = read_csv(workdir / f"results/backbones/resnet-attention/fold{fold}/history.csv")
+        assert list(history.epoch) == [1, 2] and history.loss.notna().all()  # the engine's
         with h5py.File(workdir / f"results/features/resnet-attention/fold{fold}/shard-0.h5") as f:
             assert json.loads(f.attrs["describe"])["fold"] == fold
     index = read_csv(workdir / "results/features/resnet-attention/index.csv")
@@ -246,6 +255,8 @@ def test_per_fold_backbone_never_sees_its_test_subjects(run):
         "feature_index": 1,
         "train": 1,
         "evaluate": 1,
+        "compare": 1,
+        "runtime": 1,
         "report": 1,
     }, counts
     assert "output: results/features/resnet-attention/fold1/" in dry.stdout
@@ -274,7 +285,13 @@ def test_changing_one_learning_rate_reruns_only_that_model(run):
     changed.write_text(yaml.safe_dump(config))
     dry = snakemake(workdir, root, "results/report.html", "-n", "--configfile", str(changed))
     assert dry.returncode == 0, dry.stderr
-    assert job_counts(dry.stdout + dry.stderr) == {"train": 4, "evaluate": 2, "report": 1}
+    assert job_counts(dry.stdout + dry.stderr) == {
+        "train": 4,
+        "evaluate": 2,
+        "compare": 1,
+        "runtime": 1,
+        "report": 1,
+    }
     assert "models/gru/hog/fold0" in dry.stdout + dry.stderr
     assert "models/c3d" not in dry.stdout + dry.stderr
 
@@ -313,6 +330,8 @@ def test_forcerun_extract_features_reruns_features_and_what_depends_on_them(run)
         "feature_index": 2,
         "train": 8,  # gru/hog, c3d/pixels, meanpool/hog, meanpool/pixels × 2 folds
         "evaluate": 4,
+        "compare": 1,
+        "runtime": 1,
         "report": 1,
     }, counts
 
@@ -333,13 +352,15 @@ def test_until_frontalize_stops_after_alignment(tmp_path, request):
 def test_every_rule_declares_threads_memory_runtime_and_a_benchmark(root):
     text = "".join(p.read_text() for p in sorted((root / "workflow/rules").glob("*.smk")))
     rules = re.split(r"(?m)^(?:rule|checkpoint) ", text)[1:]
-    assert len(rules) >= 14
+    assert len(rules) >= 18
     for body in rules:
         name = body.split(":", 1)[0]
-        for key in ("threads:", "mem_mb=", "runtime="):
+        for key in ("threads:", "mem_mb=", "runtime=", "log:", "benchmark:"):
             assert key in body, f"rule {name} does not declare {key}"
-        # the report's run-time table reads them (the report cannot time itself)
-        assert name == "report" or "benchmark:" in body, f"rule {name} has no benchmark"
+    # the report renders small files of other rules: no HDF5 shard, no undeclared folder
+    report = next(body for body in rules if body.startswith("report:"))
+    assert ".h5" not in report and "benchmarks" not in report.split("benchmark:")[0]
+    assert "--benchmarks" not in report
 
 
 def test_cuda_devices_ask_for_gpus_and_auto_does_not(run, tmp_path):

@@ -56,7 +56,7 @@ def load_state(net, path: Path) -> None:
         )
 
 
-class Backbone(TorchBackbone):
+class FaceNet(TorchBackbone):
     """InceptionResnetV1 embeddings of the aligned face.
 
     Args:
@@ -67,7 +67,7 @@ class Backbone(TorchBackbone):
 
     dim = 512
 
-    def __init__(self, weights: str | None = None, device: str = "auto", batch: int = 64):
+    def __init__(self, *, weights: str | None = None, device: str = "auto", batch: int = 64):
         from facenet_pytorch import InceptionResnetV1
 
         self.path = weights_path(weights)

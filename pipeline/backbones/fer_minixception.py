@@ -184,7 +184,7 @@ def load_keras(model, path: Path) -> None:
     model.load_state_dict(own, strict=True)
 
 
-class Backbone(TorchBackbone):
+class FERMiniXception(TorchBackbone):
     """The FER2013 mini-Xception's pooled features and class probabilities, per frame.
 
     Args:
@@ -195,7 +195,7 @@ class Backbone(TorchBackbone):
 
     dim = 128 + len(CLASSES)
 
-    def __init__(self, weights: str | None = None, device: str = "auto", batch: int = 32):
+    def __init__(self, *, weights: str | None = None, device: str = "auto", batch: int = 32):
         self.path = weights_path(weights)
         self.weights_digest = file_digest(self.path)
         net = build()

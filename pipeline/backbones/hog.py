@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.catalog import VECTORS
+from pipeline.common import ConfigError
 
 
-class Backbone:
+class HOG:
     """Histogram of oriented gradients on a grey, resized face crop.
 
     Args:
@@ -18,9 +19,9 @@ class Backbone:
 
     kind = VECTORS
 
-    def __init__(self, size: int = 96, cell: int = 12, orientations: int = 9):
+    def __init__(self, *, size: int = 96, cell: int = 12, orientations: int = 9):
         if size < 2 * cell:
-            raise ValueError(f"hog: size {size} must be at least two cells ({2 * cell})")
+            raise ConfigError(f"backbones.hog: size {size} must be at least two cells ({2 * cell})")
         self.size, self.cell, self.orientations = size, cell, orientations
         n = size // cell - 1
         self.dim = n * n * 4 * orientations

@@ -7,7 +7,7 @@ import numpy as np
 from pipeline.catalog import PIXELS
 
 
-class Backbone:
+class Pixels:
     """Resized face crops.
 
     Args:
@@ -17,7 +17,7 @@ class Backbone:
 
     kind = PIXELS
 
-    def __init__(self, size: int = 48, grey: bool = True):
+    def __init__(self, *, size: int = 48, grey: bool = True):
         self.size, self.grey = size, grey
         self.channels = 1 if grey else 3
 

@@ -1,12 +1,24 @@
-"""Temporal models: each module defines `Model(TemporalModel)`; names live in pipeline.catalog."""
+"""Temporal models: one module each, registered by name in `pipeline.catalog.MODELS`.
+
+A model is a `TemporalModel` (an engine `Trainable`) with a typed keyword-only constructor
+`(*, n_classes, input_shape, <its own settings>)`. `build_model` turns a `models.<name>`
+config section into a model: the training keys (`engine.Training`) and `backbones` are
+the engine's and the DAG's; every other key must be one of the constructor's settings.
+`load_checkpoint` rebuilds a trained model from its `model.pt`.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from pipeline import catalog
+from pipeline.common import ConfigError, check_keys, keyword_names
+from pipeline.engine import Trainable, Training
+
+DAG_KEYS = ("backbones",)  # which backbones a model pairs with: read by the DAG, not the model
 
 
-class TemporalModel(nn.Module):
+class TemporalModel(Trainable):
     """A classifier over clips: (B, T, D) vectors or (B, T, H, W, C) uint8 pixels → (B, K) logits.
 
     Vector inputs are standardised with per-feature statistics fitted on the training fold
@@ -25,19 +37,18 @@ class TemporalModel(nn.Module):
 
     takes: str
     variable_length = False
-    closed_form = False
 
     def __init__(self, *, n_classes: int, input_shape: tuple[int, ...]):
         super().__init__()
         self.n_classes = n_classes
         self.input_shape = tuple(input_shape)
-        stat_shape = (input_shape[-1],) if self.takes == "vectors" else (0,)
+        stat_shape = (input_shape[-1],) if self.takes == catalog.VECTORS else (0,)
         self.register_buffer("in_mean", torch.zeros(stat_shape))
         self.register_buffer("in_std", torch.ones(stat_shape))
 
     def fit_normalization(self, x: torch.Tensor) -> None:
         """Set input mean/std from training clips x: per feature for vectors, global for pixels."""
-        if self.takes == "vectors":
+        if self.takes == catalog.VECTORS:
             flat = x.float().reshape(-1, x.shape[-1])
             self.in_mean.copy_(flat.mean(0))
             self.in_std.copy_(flat.std(0).clamp_min(1e-4))
@@ -49,21 +60,38 @@ class TemporalModel(nn.Module):
         dims = tuple(range(1, x.dim()))
         return (x - x.mean(dims, keepdim=True)) / x.std(dims, keepdim=True).clamp_min(1e-3)
 
-    def objective(
-        self, x: torch.Tensor, y: torch.Tensor, criterion
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(training loss, sequence logits) of a batch; models with extra objectives override it.
 
-        `criterion` is the class-weighted cross-entropy of the training fold.
-        """
-        logits = self(x)
-        return criterion(logits, y), logits
+def model_settings(name: str) -> tuple[str, ...]:
+    """The settings of model `name`'s constructor (its architecture keys)."""
+    cls = catalog.load(catalog.MODELS, name, "model")
+    return keyword_names(cls, skip=("self", "n_classes", "input_shape"))
+
+
+def split_params(name: str, params: dict) -> tuple[Training, dict]:
+    """A `models.<name>` section → (training settings, constructor settings).
+
+    An unknown key is a ConfigError naming it and the valid keys.
+    """
+    arch = model_settings(name)
+    check_keys(f"models.{name}", params, (*Training.keys(), *DAG_KEYS, *arch))
+    training, rest = Training.take(params)
+    return training, {k: v for k, v in rest.items() if k in arch}
+
+
+def build_model(
+    name: str, n_classes: int, input_shape: tuple[int, ...], params: dict
+) -> TemporalModel:
+    """A new, untrained model `name` for inputs of `input_shape` (T, ...) and n_classes."""
+    cls = catalog.load(catalog.MODELS, name, "model")
+    _, arch = split_params(name, params)
+    try:
+        return cls(n_classes=n_classes, input_shape=tuple(input_shape), **arch)
+    except ValueError as err:
+        raise ConfigError(f"models.{name}: {err}") from None
 
 
 def load_checkpoint(path, device: str = "cpu") -> tuple[TemporalModel, dict]:
     """Rebuild a trained model from its `model.pt` (tensors and plain metadata only)."""
-    from pipeline.train import build_model
-
     saved = torch.load(path, map_location=device, weights_only=True)
     meta = saved["meta"]
     model = build_model(

@@ -18,7 +18,7 @@ def block(c_in: int, c_out: int, pool: tuple[int, int, int]) -> nn.Sequential:
     )
 
 
-class Model(TemporalModel):
+class C3D(TemporalModel):
     """Conv3d blocks (first pools space only, as in C3D) → pool to (1, grid, grid) → linear.
 
     Pooling time away but keeping a coarse spatial grid (C3D flattens into its fully connected
@@ -33,7 +33,16 @@ class Model(TemporalModel):
 
     takes = PIXELS
 
-    def __init__(self, *, n_classes, input_shape, width=16, blocks=3, grid=4, dropout=0.3, **_):
+    def __init__(
+        self,
+        *,
+        n_classes: int,
+        input_shape: tuple[int, ...],
+        width: int = 16,
+        blocks: int = 3,
+        grid: int = 4,
+        dropout: float = 0.3,
+    ):
         super().__init__(n_classes=n_classes, input_shape=input_shape)
         channels = input_shape[-1]
         layers, c = [], channels
@@ -47,6 +56,7 @@ class Model(TemporalModel):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, C) uint8 clips → (B, K) logits."""
         x = self.normalize(x).permute(0, 4, 1, 2, 3)  # (B, T, H, W, C) → (B, C, T, H, W)
         x = self.pool(self.features(x))  # (B, C', 1, grid, grid)
         return self.head(x)  # (B, K)

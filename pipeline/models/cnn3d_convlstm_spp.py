@@ -14,6 +14,8 @@ emotions", as this module reads them:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -65,7 +67,7 @@ class WeightedSPP(nn.Module):
         )
 
 
-class Model(TemporalModel):
+class CNN3DConvLSTMSPP(TemporalModel):
     """3D conv blocks → ConvLSTM over time → weighted SPP of the last state → linear.
 
     Args:
@@ -82,14 +84,13 @@ class Model(TemporalModel):
     def __init__(
         self,
         *,
-        n_classes,
-        input_shape,
-        width=8,
-        blocks=2,
-        hidden=32,
-        levels=(1, 2, 4),
-        dropout=0.3,
-        **_,
+        n_classes: int,
+        input_shape: tuple[int, ...],
+        width: int = 8,
+        blocks: int = 2,
+        hidden: int = 32,
+        levels: Sequence[int] = (1, 2, 4),
+        dropout: float = 0.3,
     ):
         super().__init__(n_classes=n_classes, input_shape=input_shape)
         layers, c = [], input_shape[-1]
@@ -104,6 +105,7 @@ class Model(TemporalModel):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, C) uint8 clips → (B, K) logits."""
         x = self.normalize(x).permute(0, 4, 1, 2, 3)  # (B, T, H, W, C) → (B, C, T, H, W)
         f = self.cnn(x)  # (B, C', T', H', W')
         b, _, steps, hgt, wid = f.shape

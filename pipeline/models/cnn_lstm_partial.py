@@ -32,7 +32,7 @@ def intensity_target(x: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
     return (1.0 - (1.0 - sim) / span).clamp(0.0, 1.0)
 
 
-class Model(TemporalModel):
+class CNNLSTMPartial(TemporalModel):
     """Per-frame embedding → LSTM → class logits (E1, last state) and intensity (E2, every state).
 
     Args:
@@ -50,15 +50,14 @@ class Model(TemporalModel):
     def __init__(
         self,
         *,
-        n_classes,
-        input_shape,
-        proj=128,
-        hidden=64,
-        layers=1,
-        intensity_weight=1.0,
-        floor=0.1,
-        dropout=0.3,
-        **_,
+        n_classes: int,
+        input_shape: tuple[int, ...],
+        proj: int = 128,
+        hidden: int = 64,
+        layers: int = 1,
+        intensity_weight: float = 1.0,
+        floor: float = 0.1,
+        dropout: float = 0.3,
     ):
         super().__init__(n_classes=n_classes, input_shape=input_shape)
         self.intensity_weight, self.floor = intensity_weight, floor
@@ -77,6 +76,7 @@ class Model(TemporalModel):
         return z, self.drop(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) features → (B, K) logits of the last step (E1)."""
         return self.classify(self.states(x)[1][:, -1])
 
     def frame_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

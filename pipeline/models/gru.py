@@ -9,7 +9,7 @@ from pipeline.catalog import VECTORS
 from pipeline.models import TemporalModel
 
 
-class Model(TemporalModel):
+class GRUClassifier(TemporalModel):
     """Linear projection → GRU → last hidden state → linear classifier.
 
     Args:
@@ -21,7 +21,16 @@ class Model(TemporalModel):
 
     takes = VECTORS
 
-    def __init__(self, *, n_classes, input_shape, hidden=64, layers=1, proj=128, dropout=0.3, **_):
+    def __init__(
+        self,
+        *,
+        n_classes: int,
+        input_shape: tuple[int, ...],
+        hidden: int = 64,
+        layers: int = 1,
+        proj: int = 128,
+        dropout: float = 0.3,
+    ):
         super().__init__(n_classes=n_classes, input_shape=input_shape)
         dim = input_shape[-1]
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, proj), nn.ReLU())
@@ -29,6 +38,7 @@ class Model(TemporalModel):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) features → (B, K) logits."""
         h = self.proj(self.normalize(x))  # (B, T, P)
         out, _ = self.gru(h)  # (B, T, H)
         return self.head(out[:, -1])  # (B, K)

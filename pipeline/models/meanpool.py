@@ -21,7 +21,7 @@ from pipeline.models import TemporalModel
 ABSENT = -1e4  # logit of a class the training fold lacks (never predicted)
 
 
-class Model(TemporalModel):
+class MeanPool(TemporalModel):
     """Time average → standardise → multinomial logistic regression.
 
     Args:
@@ -33,7 +33,14 @@ class Model(TemporalModel):
     variable_length = True
     closed_form = True
 
-    def __init__(self, *, n_classes, input_shape, C=1.0, max_iter=1000, **_):
+    def __init__(
+        self,
+        *,
+        n_classes: int,
+        input_shape: tuple[int, ...],
+        C: float = 1.0,
+        max_iter: int = 1000,
+    ):
         super().__init__(n_classes=n_classes, input_shape=input_shape)
         self.C, self.max_iter = float(C), int(max_iter)
         dim = math.prod(input_shape[1:])
@@ -48,6 +55,7 @@ class Model(TemporalModel):
         return x.float().mean(1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) clips → (B, K) logits."""
         return self.linear((self.pooled(x) - self.pool_mean) / self.pool_std)
 
     def fit_closed_form(self, x: torch.Tensor, y: torch.Tensor, sample_weight: np.ndarray) -> dict:

@@ -53,7 +53,7 @@ def truncated_mse(logits: torch.Tensor, tau: float) -> torch.Tensor:
     return torch.clamp(diff**2, max=tau**2).mean()
 
 
-class Model(TemporalModel):
+class MSTCN(TemporalModel):
     """Stages of dilated residual layers → frame-wise logits → mean over time.
 
     Args:
@@ -71,15 +71,14 @@ class Model(TemporalModel):
     def __init__(
         self,
         *,
-        n_classes,
-        input_shape,
-        stages=2,
-        layers=5,
-        channels=64,
-        smooth=0.15,
-        tau=4.0,
-        dropout=0.3,
-        **_,
+        n_classes: int,
+        input_shape: tuple[int, ...],
+        stages: int = 2,
+        layers: int = 5,
+        channels: int = 64,
+        smooth: float = 0.15,
+        tau: float = 4.0,
+        dropout: float = 0.3,
     ):
         super().__init__(n_classes=n_classes, input_shape=input_shape)
         self.smooth, self.tau = smooth, tau
@@ -98,6 +97,7 @@ class Model(TemporalModel):
         return outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) features → (B, K): the last stage's frame logits averaged over time."""
         return self.frame_logits(x)[-1].mean(2)
 
     def objective(self, x, y, criterion):

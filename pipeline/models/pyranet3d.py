@@ -57,7 +57,7 @@ class Pyramidal3d(nn.Module):
         return summed + self.bias
 
 
-class Model(TemporalModel):
+class PyraNet3D(TemporalModel):
     """Two pyramidal layers (each: weighted sum → 2×2×2 max pooling → leaky ReLU) → linear.
 
     Args:
@@ -71,7 +71,15 @@ class Model(TemporalModel):
     takes = PIXELS
 
     def __init__(
-        self, *, n_classes, input_shape, maps=3, rf=3, frames=16, slope=0.01, dropout=0.3, **_
+        self,
+        *,
+        n_classes: int,
+        input_shape: tuple[int, ...],
+        maps: int = 3,
+        rf: int = 3,
+        frames: int = 16,
+        slope: float = 0.01,
+        dropout: float = 0.3,
     ):
         super().__init__(n_classes=n_classes, input_shape=input_shape)
         _, h, w, c = input_shape
@@ -90,6 +98,7 @@ class Model(TemporalModel):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, C) uint8 clips → (B, K) logits."""
         x = self.normalize(x).permute(0, 4, 1, 2, 3)  # (B, T, H, W, C) → (B, C, T, H, W)
         if x.shape[2] != self.frames:  # resample time to the length the weights expect
             x = F.interpolate(x, size=(self.frames, *x.shape[3:]), mode="trilinear")

@@ -21,7 +21,7 @@ def sinusoid(length: int, dim: int) -> torch.Tensor:
     return table
 
 
-class Model(TemporalModel):
+class TemporalTransformer(TemporalModel):
     """Linear projection + sinusoidal positions → pre-norm encoder layers → mean over time → linear.
 
     Args:
@@ -36,7 +36,15 @@ class Model(TemporalModel):
     variable_length = True
 
     def __init__(
-        self, *, n_classes, input_shape, d_model=64, heads=4, layers=2, ff=128, dropout=0.3, **_
+        self,
+        *,
+        n_classes: int,
+        input_shape: tuple[int, ...],
+        d_model: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        ff: int = 128,
+        dropout: float = 0.3,
     ):
         super().__init__(n_classes=n_classes, input_shape=input_shape)
         if d_model % heads:
@@ -50,6 +58,7 @@ class Model(TemporalModel):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) features → (B, K) logits."""
         h = self.proj(self.normalize(x))  # (B, T, d)
         h = h + sinusoid(h.shape[1], h.shape[2]).to(h.device)
         h = self.norm(self.encoder(h)).mean(1)  # (B, d)

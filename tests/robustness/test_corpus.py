@@ -234,7 +234,8 @@ def test_a_long_video_keeps_memory_flat(tmp_path):
 
     from corpus import face_frames
 
-    from pipeline.faces import Detector, detect_video
+    from pipeline.detector import Detector
+    from pipeline.faces import detect_video
     from pipeline.frontalize import Frontalizer, frontalize_video
     from pipeline.video import write_video
 

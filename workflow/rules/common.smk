@@ -7,44 +7,31 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
-from pipeline import catalog
+from pipeline import catalog, configcheck
 from pipeline.common import ConfigError
+
+# Unknown keys first (naming the valid ones), then the schema (types, ranges, defaults), then
+# what the schema cannot express: pipeline/configcheck.py, unit-tested without Snakemake.
+try:
+    configcheck.check_keys(
+        config, configcheck.load_schema(configcheck.schema_path(workflow.basedir))
+    )
+except ConfigError as err:
+    raise WorkflowError(f"config: {err}") from None
 
 validate(config, "../schemas/config.schema.yaml")
 
 try:
-    EXPERIMENTS = catalog.experiments(config)
+    EXPERIMENTS = configcheck.check(config)
 except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
-
-if (
-    config["frontalize"]["method"] == "hassner"
-    and config["face"]["landmarks"] != "dlib"
-):
-    raise WorkflowError(
-        "config: frontalize.method hassner needs 68-point landmarks; set face.landmarks: dlib "
-        "(or use frontalize.method: similarity)"
-    )
-
-_facenet = (config["backbones"] or {}).get("facenet", None)
-if "facenet" in (config["backbones"] or {}):
-    _weights = (_facenet or {}).get("weights")
-    if not _weights or not os.path.isfile(_weights):
-        raise WorkflowError(
-            f"config: backbones.facenet.weights is {_weights!r}, not a file: download "
-            "20180402-114759-vggface2.pt from the facenet-pytorch GitHub releases on a machine "
-            "with internet, copy it here and give its path (nothing is downloaded at run time)"
-        )
 
 # The interpreter running Snakemake also runs the stages (the project's .venv).
 PY = shlex.quote(sys.executable)
 SHARDS = list(range(config["shards"]))
 CV = config["cv"]
-if CV["method"] == "file" and CV["file"] and not os.path.isfile(CV["file"]):
-    raise WorkflowError(
-        f"config: cv.file {CV['file']!r} does not exist; give the split CSV (video_id or "
-        "path, and fold), or leave it unset to use the label sheet's fold/official_fold column"
-    )
+DATASET = config["dataset"]
+DEMO_DIR = os.path.dirname(configcheck.DEMO_SHEET)
 
 
 def fold_ids():
@@ -64,25 +51,6 @@ def get_split_file():
     if CV["method"] != "file":
         return []
     return [CV["file"] or get_sheet()]
-
-
-DEMO_DIR = "data/demo"
-
-DATASET = config["dataset"]
-if DATASET["format"] != "sheet":
-    if not DATASET["root"] or not os.path.isdir(DATASET["root"]):
-        raise WorkflowError(
-            f"dataset.format is {DATASET['format']!r}: set dataset.root to the dataset's folder "
-            f"(now {DATASET['root']!r})"
-        )
-elif DATASET["sheet"] != f"{DEMO_DIR}/sheet.csv" and not os.path.isfile(
-    DATASET["sheet"]
-):
-    raise WorkflowError(
-        f"dataset.sheet: {DATASET['sheet']!r} does not exist (relative paths start "
-        f"in {os.getcwd()!r}); give the path of your CSV sheet (columns path, subject, label), "
-        f"or {DEMO_DIR}/sheet.csv for the generated demo"
-    )
 
 
 wildcard_constraints:
@@ -219,6 +187,52 @@ def get_preprocessing(wildcards):
 
 def get_metrics():
     return [f"results/metrics/{m}_{b}.json" for m, b in EXPERIMENTS]
+
+
+def get_indexes():
+    return expand(
+        "results/features/{backbone}/index.csv", backbone=list(config["backbones"])
+    )
+
+
+def get_benchmarks(wildcards):
+    """The benchmark file of every job the report's numbers come from (the runtime rule's
+    inputs). A benchmark file is an output of its job: deleting one reruns that job. The
+    demo generator is left out (it is not part of a run on real data)."""
+    configured = list(config["backbones"])
+    shared = [b for b in configured if b in SHARED_BACKBONES]
+    per_fold = [b for b in configured if b in FOLD_BACKBONES]
+    folds = fold_ids()
+    files = [rules.adapt_dataset.benchmark] if DATASET["format"] != "sheet" else []
+    files += [
+        rules.dataset.benchmark,
+        rules.window_clips.benchmark,
+        rules.folds.benchmark,
+    ]
+    files += expand(rules.detect_faces.benchmark, shard=SHARDS)
+    files += expand(rules.frontalize.benchmark, shard=SHARDS)
+    files += expand(rules.extract_features.benchmark, backbone=shared, shard=SHARDS)
+    files += expand(rules.train_backbone.benchmark, backbone=per_fold, fold=folds)
+    files += expand(
+        rules.extract_fold_features.benchmark,
+        backbone=per_fold,
+        fold=folds,
+        shard=SHARDS,
+    )
+    files += expand(rules.feature_index.benchmark, backbone=configured)
+    for model, backbone in EXPERIMENTS:
+        files += expand(
+            rules.train.benchmark, model=model, backbone=backbone, fold=folds
+        )
+        files.append(
+            expand(rules.evaluate.benchmark, model=model, backbone=backbone)[0]
+        )
+    files += [
+        rules.compare.benchmark,
+        rules.qc_faces.benchmark,
+        rules.qc_skipped.benchmark,
+    ]
+    return files
 
 
 # Resources (mem_mb in MB, runtime in minutes) are what a cluster job asks for; locally they

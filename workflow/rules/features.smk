@@ -22,14 +22,16 @@ rule extract_features:
         "> {log:q} 2>&1"
 
 
-# Backbones fitted on labels (resnet-attention): trained inside each fold on its training
-# subjects only, then used for that fold's features only.
+# Backbones fitted on labels (per_fold in the catalog): trained inside each fold on its
+# training subjects only by the trainer their catalog entry names, then used for that fold's
+# features only.
 rule train_backbone:
     input:
         aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
         folds="results/folds.csv",
     output:
         weights="results/backbones/{backbone}/fold{fold}/model.pt",
+        history="results/backbones/{backbone}/fold{fold}/history.csv",
     log:
         "logs/train_backbone/{backbone}/fold{fold}.log",
     benchmark:
@@ -44,9 +46,10 @@ rule train_backbone:
     params:
         backbone=get_backbone_params,
     shell:
-        "{PY} -m pipeline.backbones.resnet_attention --aligned {input.aligned:q} "
-        "--folds {input.folds:q} --fold {wildcards.fold} --params {params.backbone:q} "
-        "--threads {threads} --out {output.weights:q} > {log:q} 2>&1"
+        "{PY} -m pipeline.train_backbone --backbone {wildcards.backbone} "
+        "--aligned {input.aligned:q} --folds {input.folds:q} --fold {wildcards.fold} "
+        "--params {params.backbone:q} --threads {threads} --out {output.weights:q} "
+        "--out-history {output.history:q} > {log:q} 2>&1"
 
 
 rule extract_fold_features:

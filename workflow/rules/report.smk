@@ -1,22 +1,99 @@
+# Compute in rules, render in the report: comparisons, QC summaries and the run-time table are
+# small files of their own rules; the report rule renders them and reads nothing else.
+rule compare:
+    input:
+        metrics=get_metrics(),
+    output:
+        comparison="results/comparison.csv",
+    log:
+        "logs/compare.log",
+    benchmark:
+        "benchmarks/compare.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{PY} -m pipeline.compare --metrics {input.metrics:q} --out {output.comparison:q} "
+        "> {log:q} 2>&1"
+
+
+rule qc_faces:
+    input:
+        faces=expand("results/faces/shard-{shard}.h5", shard=SHARDS),
+        aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
+    output:
+        summary="results/qc/faces.json",
+    log:
+        "logs/qc_faces.log",
+    benchmark:
+        "benchmarks/qc_faces.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{PY} -m pipeline.qc faces --faces {input.faces:q} --aligned {input.aligned:q} "
+        "--out {output.summary:q} > {log:q} 2>&1"
+
+
+rule qc_skipped:
+    input:
+        dataset="results/qc/dataset_skipped.csv",
+        folds="results/qc/folds_skipped.csv",
+        faces=expand("results/faces/shard-{shard}.h5", shard=SHARDS),
+        aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
+    output:
+        skipped="results/qc/skipped.csv",
+    log:
+        "logs/qc_skipped.log",
+    benchmark:
+        "benchmarks/qc_skipped.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{PY} -m pipeline.qc skipped --dataset-skipped {input.dataset:q} "
+        "--folds-skipped {input.folds:q} --faces {input.faces:q} --aligned {input.aligned:q} "
+        "--out {output.skipped:q} > {log:q} 2>&1"
+
+
+rule runtime:
+    input:
+        benchmarks=get_benchmarks,
+    output:
+        runtime="results/qc/runtime.csv",
+    log:
+        "logs/runtime.log",
+    benchmark:
+        "benchmarks/runtime.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{PY} -m pipeline.qc runtime --benchmarks {input.benchmarks:q} --root benchmarks "
+        "--out {output.runtime:q} > {log:q} 2>&1"
+
+
 rule report:
     input:
         metrics=get_metrics(),
         videos="results/dataset/videos.csv",
         folds="results/folds.csv",
-        skipped="results/qc/dataset_skipped.csv",
-        folds_skipped="results/qc/folds_skipped.csv",
-        faces=expand("results/faces/shard-{shard}.h5", shard=SHARDS),
-        aligned=expand("results/aligned/shard-{shard}.h5", shard=SHARDS),
+        skipped="results/qc/skipped.csv",
+        comparison="results/comparison.csv",
+        faces="results/qc/faces.json",
+        runtime="results/qc/runtime.csv",
+        index=get_indexes(),
         montages=expand("results/qc/montages/shard-{shard}", shard=SHARDS),
-        index=expand(
-            "results/features/{backbone}/index.csv", backbone=list(config["backbones"])
-        ),
     output:
         report="results/report.html",
-        comparison="results/comparison.csv",
-        skipped="results/qc/skipped.csv",
     log:
         "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -25,9 +102,7 @@ rule report:
         config=json.dumps(config, sort_keys=True),
     shell:
         "{PY} -m pipeline.report --metrics {input.metrics:q} --videos {input.videos:q} "
-        "--folds {input.folds:q} --dataset-skipped {input.skipped:q} --faces {input.faces:q} "
-        "--aligned {input.aligned:q} --montages {input.montages:q} "
-        "--folds-skipped {input.folds_skipped:q} --benchmarks benchmarks "
-        "--config {params.config:q} --out {output.report:q} "
-        "--comparison {output.comparison:q} --skipped-out {output.skipped:q} "
-        "> {log:q} 2>&1"
+        "--folds {input.folds:q} --skipped {input.skipped:q} "
+        "--comparison {input.comparison:q} --faces {input.faces:q} "
+        "--runtime {input.runtime:q} --index {input.index:q} --montages {input.montages:q} "
+        "--config {params.config:q} --out {output.report:q} > {log:q} 2>&1"

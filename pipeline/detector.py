@@ -1,0 +1,145 @@
+"""The face detector: facenet-pytorch's MTCNN on downscaled frames, and dlib's 68 landmarks.
+
+`Detector` searches a whole frame (downscaled to `detect_width`) or a small region around the
+previous face (rescaled so the face is about `ROI_FACE` pixels wide), maps boxes and 5-point
+landmarks back to source pixels, keeps the confident ones, and decides whether two detections
+agree closely enough to interpolate between them. MTCNN's weights ship inside the
+facenet-pytorch wheel; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.common import ConfigError, resolve_device
+from pipeline.landmarks import Landmarker
+from pipeline.tracking import Face, iou
+
+ROI_FACE = 64  # face width, in pixels, that a search near the previous face rescales to
+ROI_MARGIN = 1.2  # half-side of that search region, in face widths
+
+DEFAULTS = {
+    "detector": "mtcnn",
+    "min_face_size": 40,
+    "thresholds": [0.6, 0.7, 0.7],
+    "min_confidence": 0.9,
+    "detect_width": 320,
+    "detect_every": 10,
+    "full_every": 90,
+    "max_motion": 0.15,
+    "max_gap": 5,
+    "landmarks": "dlib",
+    "landmark_model": None,
+    "smooth": 1.0,
+    "device": "auto",
+}
+
+
+class Detector:
+    """MTCNN on downscaled frames; results in source-frame pixels.
+
+    Args:
+        params: the config's `face` section (see DEFAULTS).
+    """
+
+    def __init__(self, params: dict):
+        p = {**DEFAULTS, **params}
+        if p["detector"] not in ("mtcnn", "none"):
+            raise ConfigError(f"unknown face detector {p['detector']!r}; known: mtcnn, none")
+        if p["landmarks"] not in ("dlib", "none"):
+            raise ConfigError(f"unknown face.landmarks {p['landmarks']!r}; known: dlib, none")
+        self.p = p
+        self.device = resolve_device(p["device"])
+        self._nets: dict[int, object] = {}
+        self.landmarker = None
+        if p["landmarks"] == "dlib":
+            self.landmarker = Landmarker(p["landmark_model"])
+
+    def _net(self, min_face: int):
+        """One MTCNN per smallest-face size (it depends on each video's downscale factor)."""
+        if min_face not in self._nets:
+            from facenet_pytorch import MTCNN
+
+            self._nets[min_face] = MTCNN(
+                keep_all=True,
+                min_face_size=min_face,
+                thresholds=self.p["thresholds"],
+                device=self.device,
+            )
+        return self._nets[min_face]
+
+    def scale_for(self, width: int) -> float:
+        target = int(self.p["detect_width"])
+        return target / width if 0 < target < width else 1.0
+
+    @staticmethod
+    def shrink(frame: np.ndarray, scale: float) -> np.ndarray:
+        import cv2
+
+        if scale == 1.0:
+            return frame
+        size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+    def _faces(self, boxes, scores, landmarks) -> list[Face]:
+        """The confident detections, most confident first."""
+        if boxes is None:
+            return []
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        landmarks = np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
+        keep = np.flatnonzero(scores >= self.p["min_confidence"])
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        return [Face(boxes[i], float(scores[i]), landmarks[i], len(keep)) for i in keep]
+
+    def detect_full(self, frame: np.ndarray) -> list[Face]:
+        """Search the whole RGB frame (H, W, 3), downscaled to `detect_width`."""
+        scale = self.scale_for(frame.shape[1])
+        net = self._net(max(12, round(self.p["min_face_size"] * scale)))
+        boxes, scores, landmarks = net.detect(self.shrink(frame, scale), landmarks=True)
+        if boxes is not None:
+            boxes = np.asarray(boxes, np.float32) / scale
+            landmarks = np.asarray(landmarks, np.float32) / scale
+        return self._faces(boxes, scores, landmarks)
+
+    def detect_near(self, frame: np.ndarray, previous: Face) -> list[Face]:
+        """Search a region around `previous`, rescaled so the face is about ROI_FACE pixels."""
+        import cv2
+
+        size = previous.size
+        cx, cy = previous.center
+        half = ROI_MARGIN * size
+        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+        x1, y1 = min(frame.shape[1], int(cx + half)), min(frame.shape[0], int(cy + half))
+        if x1 - x0 < 12 or y1 - y0 < 12:
+            return []
+        scale = ROI_FACE / size
+        crop = cv2.resize(
+            frame[y0:y1, x0:x1],
+            (max(12, round((x1 - x0) * scale)), max(12, round((y1 - y0) * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        boxes, scores, landmarks = self._net(ROI_FACE // 2).detect(crop, landmarks=True)
+        if boxes is not None:
+            offset = np.array([x0, y0], np.float32)
+            boxes = np.asarray(boxes, np.float32) / scale + np.tile(offset, 2)
+            landmarks = np.asarray(landmarks, np.float32) / scale + offset
+        return self._faces(boxes, scores, landmarks)
+
+    def detect(self, frame: np.ndarray, previous: Face | None, full: bool = False) -> list[Face]:
+        """Near `previous` when there is one (and `full` is not asked); a full search when that
+        finds nothing continuing `previous`."""
+        if previous is not None and not full:
+            faces = self.detect_near(frame, previous)
+            if any(iou(previous.box, f.box[None])[0] > 0.3 for f in faces):
+                return faces
+        return self.detect_full(frame)
+
+    def agree(self, a: Face | None, b: Face | None) -> bool:
+        """Two detections of one face close enough to interpolate between."""
+        if a is None or b is None or a.track != b.track:
+            return False
+        size = (a.size + b.size) / 2
+        moved = np.linalg.norm(a.center - b.center) / size
+        rescaled = abs(np.log(a.size / b.size))
+        return moved <= self.p["max_motion"] and rescaled <= np.log1p(self.p["max_motion"])

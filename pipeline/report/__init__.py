@@ -1,0 +1,76 @@
+"""The `report` stage: one self-contained `report.html` (styles and images inline, no network).
+
+The report computes nothing that a rule could: it renders the small files the other rules
+wrote (metrics, comparison.csv, the feature indexes, qc/faces.json, qc/skipped.csv,
+qc/runtime.csv, the montages), all declared as inputs of the `report` rule.
+
+    html.py     styles, number formats, tables, inline images, the page
+    figures.py  confusion matrices, per-fold, on-the-fly and training-curve charts
+    results.py  results per protocol, comparisons with their caveat, confusion, curves
+    quality.py  dataset, features, faces, run time, what was run
+
+Every string that comes from the dataset (file names, ids, labels, reasons) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import pandas as pd
+
+from pipeline.report.html import fmt, page
+from pipeline.report.quality import dataset_section, face_section, run_section, runtime_section
+from pipeline.report.results import (
+    PROTOCOLS,
+    by_protocol,
+    comparison_section,
+    confusion_section,
+    results_section,
+    zoo_section,
+)
+
+__all__ = ["fmt", "render"]
+
+
+def render(
+    metrics: list[dict],
+    *,
+    videos: pd.DataFrame,
+    folds: pd.DataFrame,
+    skipped: pd.DataFrame,
+    pairs: pd.DataFrame,
+    faces: dict,
+    runtime: pd.DataFrame,
+    index: pd.DataFrame,
+    config: dict,
+    montage_dirs: list[str] = (),
+) -> str:
+    """The whole page, from already-computed inputs."""
+    protocols = by_protocol(metrics)
+    banner = ""
+    if any(p != "inductive" for p, _ in protocols):
+        banner = f"<p class='warn'>{PROTOCOLS['transductive']}</p>"
+    cv = config.get("cv") or {}
+    n_folds = metrics[0]["n_folds"]
+    method = {
+        "kfold": f"{n_folds} subject-grouped, label-stratified folds",
+        "loso": f"leave-one-subject-out ({n_folds} folds)",
+        "file": f"the official split in {escape(str(cv.get('file')))} ({n_folds} folds)",
+    }.get(cv.get("method", "kfold"), f"{n_folds} folds")
+    body = "\n".join(
+        [
+            "<h1>Dynamic facial expression recognition: cross-validated results</h1>",
+            f"<p class='muted'>{len(metrics)} model × backbone combinations; {method}; no "
+            "subject is in the training and the test side of any fold.</p>",
+            banner,
+            results_section(metrics),
+            *(comparison_section(group, pairs) for _, group in protocols),
+            confusion_section(metrics),
+            zoo_section(metrics),
+            dataset_section(videos, folds, skipped, index),
+            face_section(faces, montage_dirs),
+            runtime_section(runtime),
+            run_section(metrics, config),
+        ]
+    )
+    return page(body)
