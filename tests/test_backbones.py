@@ -107,3 +107,94 @@ def test_feature_files_carry_provenance_and_an_index(tmp_path):
     table = index_table([out])
     assert table.video_id.tolist() == ["a", "b"] and table.n_frames.tolist() == [20, 5]
     assert set(table.columns) >= {"file", "shape", "dtype", "fps", "backbone", "config_hash"}
+
+
+class SpyBackbone:
+    """A per-fold backbone for the contract test: its features are the checkpoint's scale."""
+
+    kind = "vectors"
+
+    def __init__(self, *, checkpoint: str, batch: int = 8):
+        import torch
+
+        saved = torch.load(checkpoint, weights_only=True)
+        self.scale, self.meta = float(saved["state_dict"]["weight"][0, 0]), saved["meta"]
+
+    def __call__(self, frames):
+        return np.full((len(frames), 1), self.scale, np.float32)
+
+    def describe(self) -> dict:
+        return {"dim": 1, "fold": self.meta["fold"]}
+
+
+SEEN: list = []
+
+
+def spy_trainer(data, *, frames_per_video: int = 2, scale: float = 1.0):
+    """Records what it was handed; returns a one-weight 'network'."""
+    import pandas as pd
+    import torch
+
+    from pipeline.backbones import TrainedBackbone
+
+    frames, labels, samples = data.frames(frames_per_video)
+    SEEN.append((data.fold, samples, labels))
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(net.weight, scale + data.fold)
+    history = pd.DataFrame({"phase": ["fit"], "epoch": [1], "loss": [0.0]})
+    return TrainedBackbone(net, history, {"params": {"scale": scale}})
+
+
+def test_a_per_fold_backbone_is_one_catalog_entry_with_a_trainer(tmp_path, monkeypatch):
+    """The contract, with a backbone the pipeline has never heard of: train_backbone hands the
+    trainer the fold's training subjects only, saves what it returns, and the features stage
+    builds the class from that checkpoint. Nothing else names the backbone."""
+    import pandas as pd
+
+    from pipeline import catalog, features, train_backbone
+    from pipeline.backbones import backbone_settings, build_backbone
+
+    entry = catalog.Entry(
+        "test_backbones:SpyBackbone", "vectors", "spy", train="test_backbones:spy_trainer"
+    )
+    monkeypatch.setitem(catalog.BACKBONES, "spy", entry)
+    assert set(backbone_settings("spy")) == {"batch", "frames_per_video", "scale"}
+    aligned = tmp_path / "aligned.h5"
+    rows = []
+    with h5py.File(aligned, "w", track_order=True) as f:
+        for s in range(4):
+            for label in ("a", "b"):
+                vid = f"s{s}_{label}"
+                g = f.create_group(vid)
+                g.create_dataset("frames", data=np.full((6, 8, 8, 3), s, np.uint8))
+                g.create_dataset("valid", data=np.arange(6) != 0)
+                g.attrs["fps"] = 25.0
+                rows.append({"video_id": vid, "subject": f"s{s}", "label": label, "fold": s % 2})
+    folds = pd.DataFrame(rows)
+    SEEN.clear()
+    checkpoint, history = train_backbone.train_backbone(
+        "spy", [str(aligned)], folds, 1, {"scale": 2.0, "batch": 4}
+    )
+    fold, samples, labels = SEEN[0]
+    assert fold == 1 and set(samples.subject) == {"s0", "s2"}  # never s1, s3 (fold 1's test)
+    assert len(samples) == 8 and list(labels[:2]) == [0, 0]  # 2 frames of each of 4 videos
+    assert checkpoint["meta"]["train_subjects"] == ["s0", "s2"]
+    assert checkpoint["meta"]["backbone"] == "spy" and checkpoint["meta"]["classes"] == ["a", "b"]
+    assert list(history.epoch) == [1]
+    with pytest.raises(ConfigError, match=r"backbones.spy: unknown key 'scael'"):
+        train_backbone.train_backbone("spy", [str(aligned)], folds, 1, {"scael": 2.0})
+    path = tmp_path / "model.pt"
+    import torch
+
+    torch.save(checkpoint, path)
+    backbone = build_backbone("spy", {"scale": 2.0, "batch": 4}, str(path))
+    assert backbone(np.zeros((3, 8, 8, 3), np.uint8)).tolist() == [[3.0]] * 3  # 2.0 + fold 1
+    with pytest.raises(ConfigError, match="spy is trained per fold"):
+        build_backbone("spy", {})
+    out = tmp_path / "spy.h5"
+    features.main(
+        ["--aligned", str(aligned), "--backbone", "spy", "--checkpoint", str(path),
+         "--params", '{"scale": 2.0}', "--out", str(out)]
+    )  # fmt: skip
+    with h5py.File(out) as f:
+        assert f["s0_a"].shape == (6, 1) and float(f["s0_a"][0, 0]) == 3.0
