@@ -52,8 +52,13 @@ LOWER = [
     "pipeline.folds",
     "pipeline.store",
 ]
-HIGHER = ["pipeline.train", "pipeline.evaluate", "pipeline.compare", "pipeline.report"]
-HIGHER.append("pipeline.predict")
+HIGHER = [
+    "pipeline.train",
+    "pipeline.evaluate",
+    "pipeline.compare",
+    "pipeline.report",
+    "pipeline.predict",
+]
 
 
 def module_name(path: Path) -> str:

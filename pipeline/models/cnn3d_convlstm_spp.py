@@ -33,7 +33,10 @@ class ConvLSTMCell(nn.Module):
         self.hidden = hidden
         self.gates = nn.Conv2d(c_in + hidden, 4 * hidden, kernel, padding=kernel // 2)
 
-    def forward(self, x, state):
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: input (B, C_in, H, W), state (h, c) each (B, hidden, H, W) → new (h, c)."""
         h, c = state
         i, f, g, o = self.gates(torch.cat([x, h], 1)).chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

@@ -28,6 +28,7 @@ class DilatedResidual(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) → (B, C, T): dilated conv, ReLU, 1×1 conv, dropout, plus the input."""
         return x + self.drop(self.mix(F.relu(self.conv(x))))
 
 
@@ -41,6 +42,7 @@ class Stage(nn.Module):
         self.out = nn.Conv1d(channels, n_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, T) → (B, K, T) frame-wise logits."""
         return self.out(self.layers(self.inp(x)))
 
 

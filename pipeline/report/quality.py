@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.common import digest, versions
+from pipeline.qc import POSE
 from pipeline.report.html import table_html
 
 
@@ -87,7 +88,8 @@ def face_section(summary: dict, montage_dirs: list[str] = (), shown: int = 12) -
         f"detections recorded apart. {c['cropped']} videos were taken as face crops.</p>",
     ]
     rows = []
-    for key, spread in summary["pose"].items():
+    for key in POSE:  # in this order (the JSON's keys are sorted)
+        spread = summary["pose"].get(key)
         if spread is not None:
             unit = "" if key == "quality" else " °"
             rows.append([escape(key), *(f"{x:.2f}{unit}" for x in spread)])
