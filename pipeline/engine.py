@@ -161,7 +161,8 @@ def predict(model: nn.Module, x: torch.Tensor, device: str, batch_size: int = 64
     return torch.cat(out).numpy()
 
 
-def fit_closed_form(model, x, y, settings, weights, device, x_val, y_val) -> pd.DataFrame:
+def _fit_in_one_call(model, x, y, settings, weights, device, x_val, y_val) -> pd.DataFrame:
+    """A closed-form model's fit as a one-row history (its validation loss if given)."""
     t0 = time.perf_counter()
     sample_weight = (
         weights[y.numpy()] if settings.balance != "none" else np.ones(len(y), np.float32)
@@ -204,7 +205,7 @@ def fit(
     model.to(device)
     weights = class_weights(y.numpy(), model.n_classes)
     if model.closed_form:
-        return fit_closed_form(model, x, y, settings, weights, device, x_val, y_val)
+        return _fit_in_one_call(model, x, y, settings, weights, device, x_val, y_val)
 
     loss_weights = weights if settings.balance == "weighted" else np.ones_like(weights)
     criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(loss_weights).to(device))

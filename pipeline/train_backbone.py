@@ -17,6 +17,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
+import pandas as pd
 import torch
 
 from pipeline import catalog
@@ -37,8 +38,10 @@ from pipeline.splits import split
 log = logging.getLogger(__name__)
 
 
-def train_backbone(name: str, aligned: list[str], folds, fold: int, params: dict) -> dict:
-    """Train per-fold backbone `name` inside `fold`; return the checkpoint and the history."""
+def train_backbone(
+    name: str, aligned: list[str], folds: pd.DataFrame, fold: int, params: dict
+) -> tuple[dict, pd.DataFrame]:
+    """Train per-fold backbone `name` inside `fold`: (the model.pt contents, the history)."""
     check_keys(f"backbones.{name}", params, backbone_settings(name))
     trainer = catalog.trainer(name)
     train, _ = split(folds, folds, fold)
