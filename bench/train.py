@@ -51,7 +51,7 @@ def main() -> None:
     import yaml
 
     from pipeline import catalog
-    from pipeline.augment import pixel_augmenter
+    from pipeline.augment import augmenter
     from pipeline.common import read_csv, seed_everything, set_threads
     from pipeline.engine import fit
     from pipeline.models import build_model, split_params
@@ -82,8 +82,7 @@ def main() -> None:
         seed_everything(0)
         model = build_model(name, len(classes), tuple(x.shape[1:]), params)
         training, _ = split_params(name, params)
-        pixels = catalog.MODELS[name].kind == catalog.PIXELS
-        augment = pixel_augmenter(training.augment) if pixels else None
+        augment = augmenter(catalog.MODELS[name].kind, training.augment)
         t0 = time.perf_counter()
         history = fit(model, x, y, training, 0, "cpu", augment=augment)
         total = time.perf_counter() - t0

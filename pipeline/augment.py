@@ -2,13 +2,14 @@
 
 `augment_pixels` transforms pixel clips (B, T, H, W, C) for the 3D models (flip, crop,
 brightness/contrast with a drift, temporal speed), at the strengths of a model's `augment`
-setting (`augment_settings`); `mirror_frames` flips half of a batch of preprocessed frames
+setting (`augment_settings`, `augmenter`); `mirror_frames` flips half of a batch of preprocessed frames
 (B, C, H, W) for frame classifiers such as the per-fold backbones. Every draw comes from the
 generator passed in, so training stays reproducible.
 """
 
 from __future__ import annotations
 
+from pipeline.catalog import PIXELS
 from pipeline.common import ConfigError
 
 # `augment: true` for pixel models; a mapping overrides single strengths (0 turns one off).
@@ -79,10 +80,11 @@ def augment_pixels(x, gen, settings: dict):
     return x
 
 
-def pixel_augmenter(value):
-    """The augmentation function (x, generator) → x of a pixel model's `augment` setting, or
-    None when it is off."""
-    settings = augment_settings(value)
+def augmenter(takes: str, value):
+    """The training augmentation (x, generator) → x of a model that takes `takes`: the pixel
+    transforms at the strengths of its `augment` setting for pixel models; None for any other
+    input, or when `augment` is off."""
+    settings = augment_settings(value) if takes == PIXELS else None
     if settings is None:
         return None
 

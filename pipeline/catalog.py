@@ -22,18 +22,15 @@ class Entry:
 
     `target` is "module:Class". A per-fold backbone (fitted on labels, so trained inside each
     fold on that fold's training subjects) names its training entry point in `train`,
-    "module:function" with the signature of `pipeline.train_backbone.Trainer`; the rules
-    `train_backbone` and `extract_fold_features` run it and its class for every fold.
+    "module:function", called as `trainer(data: FoldFrames, **settings) -> TrainedBackbone`
+    (see `pipeline.backbones`); the rules `train_backbone` and `extract_fold_features` run it
+    and its class for every fold.
     """
 
     target: str
     kind: str  # VECTORS: (T, D) per-frame features; PIXELS: (T, H, W, C) uint8 clips; ANY
     summary: str
     train: str | None = None
-
-    @property
-    def module(self) -> str:
-        return self.target.split(":")[0]
 
     @property
     def per_fold(self) -> bool:

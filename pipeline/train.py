@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from pipeline import catalog
-from pipeline.augment import pixel_augmenter
+from pipeline.augment import augmenter
 from pipeline.common import (
     atomic_path,
     parse_params,
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return build_model(args.model, len(classes), input_shape, params)
 
     takes = catalog.lookup(catalog.MODELS, args.model, "model").kind
-    augment = pixel_augmenter(training.augment) if takes == catalog.PIXELS else None
+    augment = augmenter(takes, training.augment)
     fitted = train_selected(build, x, y, train, training, seed, device, augment)
     model, history, held = fitted.model, fitted.history, fitted.held
     probs = predict(model, x_test, device)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.compare import all_pairs, caveat, compare, min_attainable_p, wilcoxon_p
+from pipeline.compare import all_pairs, caveat, compare, min_attainable_p, oriented, wilcoxon_p
 
 
 def result(model, wars, protocol="inductive", backbone="hog", n=10):
@@ -19,6 +19,22 @@ def result(model, wars, protocol="inductive", backbone="hog", n=10):
         "n_videos": n * len(wars),
         "video": {"folds": folds},
     }
+
+
+def test_a_stored_pair_read_either_way_equals_comparing_that_way(tmp_path):
+    """The report reads comparison.csv rows, turned around when stored as (b, a)."""
+    from pipeline.common import read_csv, write_csv_atomic
+
+    a = result("gru", [0.5, 0.7, 0.6, 0.9, 0.4])
+    b = result("meanpool", [0.5, 0.6, 0.7, 0.6, 0.2])
+    write_csv_atomic(tmp_path / "comparison.csv", all_pairs([b, a]))  # stored as (meanpool, gru)
+    pairs = read_csv(tmp_path / "comparison.csv")
+    for first, second in ((a, b), (b, a)):
+        row, direct = oriented(pairs, first, second, "uar"), compare(first, second, "uar")
+        assert set(row) == set(direct)
+        for key, value in direct.items():
+            assert row[key] == (pytest.approx(value) if isinstance(value, float) else value), key
+    assert oriented(pairs, a, result("c3d", [0.1] * 5)) is None
 
 
 def test_wilcoxon_matches_the_exact_distribution():

@@ -7,6 +7,7 @@ import torch
 
 from pipeline import catalog
 from pipeline.augment import AUGMENT, augment_pixels
+from pipeline.common import ConfigError
 from pipeline.engine import Training, class_weights
 from pipeline.engine import fit as engine_fit
 from pipeline.models import build_model
@@ -16,11 +17,10 @@ from pipeline.train import onthefly
 
 def fit(model, x, y, params, seed, device, x_val=None, y_val=None):
     """The engine's fit with a plain settings dict, augmenting pixel clips as training does."""
-    from pipeline.augment import pixel_augmenter
+    from pipeline.augment import augmenter
 
     settings = Training(**params)
-    pixels = getattr(model, "takes", None) == catalog.PIXELS
-    augment = pixel_augmenter(settings.augment) if pixels else None
+    augment = augmenter(model.takes, settings.augment)
     return engine_fit(model, x, y, settings, seed, device, x_val, y_val, augment)
 
 
@@ -221,6 +221,18 @@ def test_augmentation_speed_keeps_frame_order_and_stays_in_range():
     steps = (out[:, 6] - out[:, 0]) / 6  # before the faster clips run out of frames
     assert steps.min() < 0.9 and steps.max() > 1.1  # some clips slower, some faster
     assert out.min() >= 0 and out.max() <= t - 1
+
+
+def test_only_pixel_models_with_augment_on_get_an_augmentation():
+    from pipeline.augment import augmenter
+
+    assert augmenter(catalog.VECTORS, True) is None and augmenter(catalog.ANY, True) is None
+    assert augmenter(catalog.PIXELS, False) is None
+    x = (torch.rand(2, 4, 8, 8, 1) * 255).to(torch.uint8)
+    out = augmenter(catalog.PIXELS, {"speed": 0})(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == torch.float32
+    with pytest.raises(ConfigError, match="augment: unknown keys"):
+        augmenter(catalog.PIXELS, {"flop": True})
 
 
 def test_augmentation_changes_training_clips_only():

@@ -67,6 +67,12 @@ def test_report_has_every_section_and_the_comparison_file(run):
     assert "Wilcoxon" in html and "smallest attainable two-sided p is 0.5" in html
     for stage in ("detect_faces", "frontalize", "extract_features", "train", "evaluate"):
         assert f'<td class="l">{stage}</td>' in html, stage
+    # the run-time table holds every job of the DAG but the report (its inputs are declared)
+    runtime = read_csv(workdir / "results/qc/runtime.csv").set_index("stage").jobs.to_dict()
+    n_metrics = len(list((workdir / "results/metrics").glob("*.json")))
+    assert runtime["train"] == 2 * n_metrics and runtime["evaluate"] == n_metrics
+    assert runtime["train_backbone"] == 2 and runtime["extract_features"] == 2 * 2 + 2 * 2
+    assert runtime["detect_faces"] == 2 and runtime["qc_skipped"] == 1 and "report" not in runtime
     pairs = read_csv(workdir / "results/comparison.csv")
     n = len(list((workdir / "results/metrics").glob("*.json")))
     assert len(pairs) == 2 * n * (n - 1) // 2 and pairs.wilcoxon_p.between(0, 1).all()
