@@ -50,6 +50,17 @@ BACKBONES: dict[str, Entry] = {
         VECTORS,
         "InceptionResnetV1 face embedding (local weights)",
     ),
+    "geometry": Entry(
+        "pipeline.backbones.geometry:Geometry",
+        VECTORS,
+        "68-landmark shape undone of head pose: point offsets, brow/eye/mouth distances, angles",
+    ),
+    "fer-finetuned": Entry(
+        "pipeline.backbones.fer_finetuned:FERFinetuned",
+        VECTORS,
+        "FER2013 mini-Xception fine-tuned per fold on the training subjects' frames",
+        train="pipeline.backbones.fer_finetuned:train_fold",
+    ),
     "resnet-attention": Entry(
         "pipeline.backbones.resnet_attention:ResNetAttention",
         VECTORS,
@@ -93,11 +104,33 @@ MODELS: dict[str, Entry] = {
         ANY,
         "baseline: logistic regression on time-averaged features (scikit-learn)",
     ),
+    "statspool": Entry(
+        "pipeline.models.statspool:StatsPool",
+        VECTORS,
+        "baseline: logistic regression on mean, std, min, max, slope over the clip",
+    ),
 }
 
 
+FUSE = "+"  # "geometry+fer-minixception": one model on several backbones' features at once
+VARIANT = "@"  # "statspool@calibrated": a second instance of a model, with its own settings
+
+
+def parts(backbone: str) -> list[str]:
+    """The backbones a (possibly fused) backbone name stands for, in order."""
+    return backbone.split(FUSE)
+
+
+def base(model: str) -> str:
+    """The catalog model of a configured model name ("statspool@calibrated" → "statspool")."""
+    return model.split(VARIANT, 1)[0]
+
+
 def lookup(table: dict[str, Entry], name: str, what: str) -> Entry:
-    """The entry called `name`; an unknown name is an error listing the known ones."""
+    """The entry called `name` (a model variant "name@label" is its model's entry); an unknown
+    name is an error listing the known ones."""
+    if table is MODELS:
+        name = base(name)
     if name not in table:
         raise ConfigError(f"unknown {what} {name!r}; known {what}s: {', '.join(sorted(table))}")
     return table[name]
@@ -126,7 +159,8 @@ def experiments(config: dict) -> list[tuple[str, str]]:
     """(model, backbone) pairs to train, checked against each other.
 
     A model trains on the backbones it lists under `backbones`, or else on every configured
-    backbone of the kind it takes.
+    backbone of the kind it takes. A listed name "a+b" fuses vector backbones: the model gets
+    their per-frame features side by side.
     """
     configured = config.get("backbones") or {}
     for name in configured:
@@ -142,11 +176,20 @@ def experiments(config: dict) -> list[tuple[str, str]]:
                     f"model {model!r} takes {takes}, but no configured backbone gives {takes}"
                 )
         for backbone in wanted:
-            gives = lookup(BACKBONES, backbone, "backbone").kind
-            if backbone not in configured:
+            for part in parts(backbone):
+                lookup(BACKBONES, part, "backbone")
+                if part not in configured:
+                    raise ConfigError(
+                        f"model {model!r} asks for backbone {part!r}, which is not under "
+                        "`backbones:`"
+                    )
+            kinds = {BACKBONES[part].kind for part in parts(backbone)}
+            if len(parts(backbone)) > 1 and kinds != {VECTORS}:
                 raise ConfigError(
-                    f"model {model!r} asks for backbone {backbone!r}, which is not under `backbones:`"
+                    f"model {model!r}: {backbone!r} fuses backbones that give "
+                    f"{', '.join(sorted(kinds))}; only vector backbones can be fused"
                 )
+            (gives,) = kinds
             if takes not in (ANY, gives):
                 raise ConfigError(
                     f"model {model!r} takes {takes} but backbone {backbone!r} gives {gives}; "

@@ -42,6 +42,33 @@ def _resolve(schema: dict, root: dict) -> dict:
     return schema
 
 
+def drop_disabled(config: dict) -> dict:
+    """Remove the models and backbones set to `false` (how a preset merged over config.yaml
+    turns off what it does not want); `true` is not a setting."""
+    for section in ("models", "backbones"):
+        entries = config.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for name, value in list(entries.items()):
+            if value is False:
+                del entries[name]
+            elif value is True:
+                raise ConfigError(
+                    f"{section}.{name}: true is not a setting; give its settings ({{}} for the "
+                    "defaults), or false to leave it out"
+                )
+    return config
+
+
+def schema_key(key, props: dict, node: dict):
+    """The schema property a config key is checked against: itself, or for a model variant
+    "name@label" (where the schema allows variants) its model's."""
+    if key in props or not isinstance(key, str) or not node.get("patternProperties"):
+        return key
+    name = catalog.base(key)
+    return name if name != key and name in props else key
+
+
 def unknown_keys(config: dict, schema: dict) -> list[str]:
     """One message per mapping of `config` that holds keys its schema does not allow."""
     problems: list[str] = []
@@ -52,7 +79,9 @@ def unknown_keys(config: dict, schema: dict) -> list[str]:
         if not isinstance(value, dict) or props is None:
             return
         if node.get("additionalProperties") is False:
-            unknown = sorted(set(value) - set(props), key=str)
+            unknown = sorted(
+                (k for k in value if schema_key(k, props, node) not in props), key=str
+            )
             if unknown:
                 noun = "key" if len(unknown) == 1 else "keys"
                 problems.append(
@@ -60,8 +89,9 @@ def unknown_keys(config: dict, schema: dict) -> list[str]:
                     f"valid keys: {', '.join(sorted(props))}"
                 )
         for key, item in value.items():
-            if key in props:
-                walk(item, props[key], f"{where}.{key}" if where != "config" else str(key))
+            known = schema_key(key, props, node)
+            if known in props:
+                walk(item, props[known], f"{where}.{key}" if where != "config" else str(key))
 
     walk(config, schema, "config")
     return problems
@@ -74,15 +104,39 @@ def check_keys(config: dict, schema: dict) -> None:
         raise ConfigError("\n  ".join(["the config has unknown keys:", *problems]))
 
 
+def variant_problems(config: dict, schema: dict) -> list[str]:
+    """Model variants ("statspool@calibrated") validated against their model's schema block
+    (the schema itself only knows them by pattern)."""
+    import jsonschema
+
+    models = schema["properties"]["models"]["properties"]
+    out = []
+    for name, section in (config.get("models") or {}).items():
+        base = catalog.base(name)
+        if base == name or base not in models:
+            continue
+        root = {"definitions": schema.get("definitions", {}), **models[base]}
+        validator = jsonschema.validators.validator_for(root)(root)
+        for error in validator.iter_errors(section):
+            where = ".".join(map(str, error.path))
+            out.append(f"models.{name}{'.' + where if where else ''}: {error.message}")
+    return out
+
+
 def problems(config: dict) -> list[str]:
     """Cross-key rules and files that must exist, on a validated config (defaults filled)."""
     out = []
+    backbones = config.get("backbones") or {}
+    if "geometry" in backbones and config["face"]["landmarks"] != "dlib":
+        out.append(
+            "backbones.geometry measures the 68-point landmarks; set face.landmarks: dlib "
+            "(or remove geometry)"
+        )
     if config["frontalize"]["method"] == "hassner" and config["face"]["landmarks"] != "dlib":
         out.append(
             "frontalize.method hassner needs 68-point landmarks; set face.landmarks: dlib "
             "(or use frontalize.method: similarity)"
         )
-    backbones = config.get("backbones") or {}
     if "facenet" in backbones:
         weights = (backbones["facenet"] or {}).get("weights")
         if not weights or not os.path.isfile(weights):
@@ -113,9 +167,9 @@ def problems(config: dict) -> list[str]:
     return out
 
 
-def check(config: dict) -> list[tuple[str, str]]:
+def check(config: dict, schema: dict | None = None) -> list[tuple[str, str]]:
     """The (model, backbone) pairs to train; ConfigError listing every problem found."""
-    found = problems(config)
+    found = problems(config) + (variant_problems(config, schema) if schema else [])
     if found:
         raise ConfigError("\n  ".join(["the config has problems:", *found]))
     return catalog.experiments(config)

@@ -16,8 +16,9 @@ function of the fraction of every video seen (the on-the-fly curve), and from ea
 
 Output `metrics/{model}_{backbone}.json` (keys sorted, same input → same bytes) with its
 provenance: the config sections the result depends on, their hash (`config_hash`), the
-software versions, and the protocol (`inductive`, or `transductive` with `cv.normalize:
-per_subject`).
+software versions, and the protocol: `inductive`, `transductive` (`normalize: per_subject`)
+or `calibrated` (`normalize: calibrated`: each video standardised with its subject's other
+videos; inductive for the test clip).
 """
 
 from __future__ import annotations
@@ -196,14 +197,20 @@ def evaluate(
 
 def provenance(config: dict) -> dict:
     """What a metrics file came from: config sections, their hash, versions, protocol."""
-    normalize = (config.get("cv") or {}).get("normalize", "none")
+    normalize = (config.get("model") or {}).get("normalize") or (config.get("cv") or {}).get(
+        "normalize", "none"
+    )
     return {
         "provenance": config,
         "config_hash": digest(config),
         "versions": versions(),
-        "protocol": "transductive" if normalize == "per_subject" else "inductive",
+        "protocol": PROTOCOL[normalize],
         "normalize": normalize,
     }
+
+
+# cv.normalize (or a model's normalize) → the protocol its results are reported under
+PROTOCOL = {"none": "inductive", "per_subject": "transductive", "calibrated": "calibrated"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

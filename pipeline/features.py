@@ -4,6 +4,9 @@ Output `features/{backbone}/shard-{k}.h5`: one dataset per video, named by video
 
     vectors backbones: (T, D) float16      pixels backbone: (T, H, W, C) uint8
 
+computed from the aligned face crops, or from the aligned dataset a backbone's `reads` names
+(`geometry`: the pose-normalised landmarks `points`),
+
 row t being decoded frame t of the video (all of them: frames without a face hold the
 features of the nearest face, see `valid`), chunked 16 frames along time and gzip-compressed.
 File attributes: backbone, kind, params (JSON), config_hash (of params), weights_digest
@@ -24,7 +27,7 @@ import numpy as np
 
 from pipeline import catalog
 from pipeline.backbones import build_backbone
-from pipeline.common import digest, parse_params, run_main, setup_logging
+from pipeline.common import ConfigError, digest, parse_params, run_main, setup_logging
 from pipeline.store import Resume, file_state, frame_chunks, shard_writer
 
 log = logging.getLogger(__name__)
@@ -32,8 +35,20 @@ log = logging.getLogger(__name__)
 BATCH = 64
 
 
+def source(backbone, group: h5py.Group, where: str) -> h5py.Dataset:
+    """The aligned dataset `backbone` reads: the face crops (`frames`), or what its `reads`
+    names (e.g. `points`, the pose-normalised landmarks of `geometry`)."""
+    name = getattr(backbone, "reads", "frames")
+    if name not in group:
+        raise ConfigError(
+            f"{where}: backbone needs aligned `{name}`, which this video's aligned group lacks "
+            "(68-point landmarks: set face.landmarks: dlib and rerun detect_faces and frontalize)"
+        )
+    return group[name]
+
+
 def extract(backbone, frames: h5py.Dataset, out: h5py.Group, name: str) -> h5py.Dataset:
-    """Run `backbone` over an aligned (T, S, S, 3) dataset batch by batch into out[name]."""
+    """Run `backbone` over an aligned (T, ...) dataset batch by batch into out[name]."""
     n = len(frames)
     ds = None
     for start in range(0, n, BATCH):
@@ -94,7 +109,7 @@ def extract_shard(backbone, name: str, params: dict, aligned_path: str, out_path
         for vid in aligned:
             if resume.restore(vid, out, skipped):
                 continue
-            ds = extract(backbone, aligned[vid]["frames"], out, vid)
+            ds = extract(backbone, source(backbone, aligned[vid], f"{aligned_path}:{vid}"), out, vid)
             valid = aligned[vid]["valid"][:]
             ds.attrs["fps"] = aligned[vid].attrs["fps"]
             ds.attrs["n_frames"] = len(valid)

@@ -27,6 +27,12 @@ Output `aligned/shard-{k}.h5`, one group per video (attrs fps, method):
     roll     (T,) float32        turned toward image right, pitch > 0 up, roll > 0 clockwise
     visible  (T,) float32        fraction of the reference face visible at that pose
     quality  (T,) float32        score × visible (0 where no face): 1 is a confident frontal face
+    points   (T, 68, 2) float32  the 68 landmarks undone of head pose (with 68 landmarks only):
+                                 each point is carried back along its camera ray to the depth of
+                                 the reference face under the fitted pose, rotated to frontal,
+                                 in the 112×112 frontal-crop coordinates of `reference3d` (what
+                                 `geometry` measures); frames without a face (or whose pose fit
+                                 failed) hold the nearest frame's points, as `frames` does
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ log = logging.getLogger(__name__)
 DEFAULTS = {"method": "similarity", "crop_size": 112, "symmetry": "none"}
 METHODS = ("similarity", "hassner")
 COARSE = 32  # grid of the visibility map (pose, quality, soft symmetry)
+RIGID = np.r_[np.arange(27, 36), [36, 39, 42, 45]]  # nose, eye corners: still in any expression
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -122,7 +129,8 @@ class Frontalizer:
             raise ValueError(f"unknown frontalize.symmetry {symmetry!r}; known: none, soft")
         self.size = size
         self.symmetry = symmetry
-        self.points = to_object(ref.landmarks_3d())[INNER]
+        self.all_points = to_object(ref.landmarks_3d())
+        self.points = self.all_points[INNER]
         self.surface = to_object(ref.dense_surface(size).reshape(-1, 3))
         self.mask = ref.head_mask(size)
         self.coarse = to_object(ref.dense_surface(COARSE).reshape(-1, 3))
@@ -151,18 +159,46 @@ class Frontalizer:
 
     def project(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
         """Fit the camera; return (rotation, translation, camera matrix, visibility map on a
-        COARSE × COARSE grid of the crop, pose: yaw, pitch, roll and the visible fraction)."""
+        COARSE × COARSE grid of the crop, pose: yaw, pitch, roll, the visible fraction and
+        `points`, the landmarks undone of the pose (see `frontal_points`))."""
         import cv2
 
         rvec, tvec, matrix = self.fit(landmarks68, shape)
         rot, _ = cv2.Rodrigues(rvec)
         seen = self.visibility(rot, tvec, matrix)
-        info = {**pose_angles(rot, tvec.ravel()), "visible": float(seen[self.coarse_mask].mean())}
+        info = {
+            **pose_angles(rot, tvec.ravel()),
+            "visible": float(seen[self.coarse_mask].mean()),
+            "points": self.frontal_points(landmarks68, rvec, tvec, matrix),
+        }
         return rot, tvec, matrix, seen, info
 
-    def pose(self, landmarks68: np.ndarray, shape: tuple[int, ...]) -> dict[str, float]:
-        """Yaw, pitch, roll (degrees) and visible fraction of the face, without warping."""
+    def pose(self, landmarks68: np.ndarray, shape: tuple[int, ...]) -> dict:
+        """Yaw, pitch, roll (degrees), visible fraction and frontal `points`, without warping."""
         return self.project(landmarks68, shape)[-1]
+
+    def frontal_points(self, landmarks68, rvec, tvec, matrix) -> np.ndarray:
+        """(68, 2) frame landmarks → where they lie on a frontal face, in reference coordinates.
+
+        The pose is refined on the rigid points only (nose, eye corners: what an expression
+        does not move), so that raised brows or an open mouth are not taken for a nod. Each
+        landmark is then moved back along its camera ray to the depth its reference point has
+        under that pose and rotated back to frontal: the head's rotation, position and scale
+        are gone, what the face does stays, up to the depth the reference cannot know.
+        """
+        import cv2
+
+        image = np.ascontiguousarray(np.asarray(landmarks68, np.float64)[RIGID])
+        ok, rvec, tvec = cv2.solvePnP(
+            self.all_points[RIGID], image, matrix, None, rvec.copy(), tvec.copy(), True,
+            cv2.SOLVEPNP_ITERATIVE,
+        )  # fmt: skip
+        rot, _ = cv2.Rodrigues(rvec)
+        depth = (self.all_points @ rot.T + tvec.reshape(1, 3))[:, 2]
+        rays = np.column_stack([np.asarray(landmarks68, np.float64), np.ones(len(depth))])
+        cam = np.linalg.solve(matrix, rays.T).T * depth[:, None]
+        back = (cam - tvec.reshape(1, 3)) @ rot  # rot.T applied to each row
+        return (back[:, :2] + CENTER).astype(np.float32)
 
     def warp(self, frame: np.ndarray, landmarks68: np.ndarray) -> tuple[np.ndarray, dict]:
         """Frontal (size, size, 3) crop of one RGB frame; and its pose and visible fraction."""
@@ -282,6 +318,7 @@ def frontalize_video(
         compression="lzf",  # ships with h5py; 2.5x faster to write than gzip, ~15 % larger
     )
     pose = {k: np.full(n, np.nan, np.float32) for k in ("yaw", "pitch", "roll", "visible")}
+    points = np.full((n, 68, 2), np.nan, np.float32) if lm68 is not None else None
     cropped = bool(det.attrs.get("cropped", False))
     t = 0
     for batch in batched(iter_frames(path, **decode), 16):
@@ -302,6 +339,8 @@ def frontalize_video(
                 crop, roll = align_frame(frame, landmarks[t + j], size)
                 info = info or {"roll": roll}
             crops.append(crop)
+            if "points" in info:
+                points[t + j] = info.pop("points")
             for key, value in info.items():
                 pose[key][t + j] = value
         if crops:
@@ -317,6 +356,10 @@ def frontalize_video(
     pose["quality"] = (scores * visible * valid).astype(np.float32)
     for key in ("yaw", "pitch", "roll", "visible"):
         pose[key][~valid] = np.nan
+    if points is not None:
+        fitted = np.isfinite(points).all((1, 2))
+        if fitted.any():  # like the crops: frames without a face hold the nearest face's
+            pose["points"] = fill_nearest(points, fitted)
     return pose
 
 

@@ -7,9 +7,10 @@ VIDEO is a video file or a folder of frame images. `--model` is either one fold'
 (`results/models/gru/hog`): then the fold models form an ensemble whose probabilities are
 averaged. Every step before the model repeats what the pipeline did for training, with the
 settings stored in `model.pt`: decoding (target_fps), face detection, landmarks and
-smoothing, alignment/frontalization, the backbone, clip windows (length, stride) and, for
-`cv.normalize: per_subject`, standardisation with the video's own frames (the person in
-the video is a new subject).
+smoothing, alignment/frontalization, the backbone(s), clip windows (length, stride) and the
+person calibration: for `normalize: per_subject`, standardisation with the video's own frames
+(the person in the video is a new subject); for `normalize: calibrated`, with the frames of
+other unlabelled videos of the same person given with `--calibrate`.
 
 Outputs in `--out` (written atomically):
 
@@ -118,7 +119,7 @@ def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: floa
     import h5py
 
     from pipeline.backbones import build_backbone
-    from pipeline.features import extract
+    from pipeline.features import extract, source
     from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
     from pipeline.frontalize import Frontalizer, frontalize_video
 
@@ -136,9 +137,14 @@ def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: floa
             path, det, size, front["method"], Frontalizer(size, front["symmetry"]), decode, group
         )
         spec = pre["backbone"]
-        backbone = build_backbone(spec["name"], spec.get("params") or {}, spec.get("checkpoint"))
-        features = extract(backbone, group["frames"], mem.create_group("features"), "video")[:]
-    return features
+        parts = []
+        for k, part in enumerate(spec.get("parts") or [spec]):  # a fused backbone: every part
+            backbone = build_backbone(
+                part["name"], part.get("params") or {}, part.get("checkpoint")
+            )
+            out = mem.create_group(f"features{k}")
+            parts.append(extract(backbone, source(backbone, group, path), out, "video")[:])
+    return np.concatenate(parts, axis=-1)
 
 
 def windows(n_frames: int, pre: dict) -> list[tuple[int, int]]:
@@ -196,7 +202,37 @@ def timeline(frames: pd.DataFrame, classes: list[str], title: str, out: Path) ->
     plt.close(fig)
 
 
-def run(video: str, model_dir: str, out_dir: str, device: str = "auto", threads: int = 1) -> dict:
+def calibrate(features: np.ndarray, pre: dict, calibration: Sequence[str], device: str):
+    """The person calibration the model was trained with: none; per_subject (the video's own
+    frames: the person is a new subject); calibrated (the statistics of `calibration`, other
+    unlabelled videos of the same person, never the video itself)."""
+    from pipeline.store import frame_stats, standardise
+
+    normalize = pre.get("normalize", "none")
+    if normalize == "per_subject":
+        return standardise(features, *frame_stats([features]))
+    if normalize != "calibrated":
+        return features
+    if not calibration:
+        raise ConfigError(
+            "this model was trained person-calibrated (normalize: calibrated): give one or more "
+            "unlabelled videos of the same person with --calibrate VIDEO (not the video itself)"
+        )
+    others = []
+    for other in calibration:
+        arrays, decode, fps = face_track(str(other), pre, device)
+        others.append(aligned_features(str(other), pre, arrays, decode, fps))
+    return standardise(features, *frame_stats(others))
+
+
+def run(
+    video: str,
+    model_dir: str,
+    out_dir: str,
+    device: str = "auto",
+    threads: int = 1,
+    calibration: Sequence[str] = (),
+) -> dict:
     """Predict one video; returns the summary written to summary.json."""
     path = Path(video)
     if not path.exists():
@@ -209,10 +245,7 @@ def run(video: str, model_dir: str, out_dir: str, device: str = "auto", threads:
     arrays, decode, fps = face_track(str(path), pre, device)
     features = aligned_features(str(path), pre, arrays, decode, fps)
     n = len(features)
-    if pre.get("normalize", "none") == "per_subject":  # the person is a new subject
-        from pipeline.store import frame_stats, standardise
-
-        features = standardise(features, *frame_stats([features]))
+    features = calibrate(features, pre, calibration, device)
     spans = windows(n, pre)
     probs = window_probabilities(models, features, spans, int(meta["clip_length"]), device)
     times = np.asarray(arrays["time"], dtype=float)
@@ -258,6 +291,7 @@ def run(video: str, model_dir: str, out_dir: str, device: str = "auto", threads:
         "backbone": meta["backbone"],
         "checkpoints": [str(p) for p in checkpoints],
         "normalize": pre.get("normalize", "none"),
+        "calibration": [str(c) for c in calibration],
         "classes": classes,
     }
     write_csv_atomic(out / "windows.csv", win)
@@ -282,13 +316,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, help="folder for windows.csv, frames.csv, timeline.png")
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--calibrate",
+        nargs="+",
+        default=[],
+        metavar="VIDEO",
+        help="models trained with normalize: calibrated: unlabelled video(s) of the same person "
+        "to calibrate on (not the video itself)",
+    )
     return ap.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    summary = run(args.video, args.model, args.out, args.device, args.threads)
+    summary = run(args.video, args.model, args.out, args.device, args.threads, args.calibrate)
     log.info(
         "%s: %s (%s) from %d windows; wrote %s",
         args.video,

@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.common import atomic_path, digest
+from pipeline.common import ConfigError, atomic_path, digest
 
 log = logging.getLogger(__name__)
 
@@ -225,42 +225,115 @@ class ClipReader:
         self._handles.clear()
 
 
-class SubjectNormalizedReader(ClipReader):
-    """A ClipReader whose frames are standardised per subject (`cv.normalize: per_subject`).
+class FusedReader(ClipReader):
+    """Several backbones' features of the same frames side by side (a fused backbone "a+b").
 
-    Every feature is centred and scaled with the mean and std over all frames of the subject's
-    own videos (those in `subject_of`, test videos included; labels are never used), the way
-    OpenFace calibrates action units per person. Transductive: test subjects' statistics come
-    from their own unlabelled test clips. Features constant within a subject are only centred.
+    `groups` holds one list of feature files per backbone, in the order of the fused name;
+    a video's (T, D1 + D2 + ...) features are the backbones' (T, Di) ones concatenated.
     """
 
-    def __init__(self, paths: list[str | Path], subject_of: dict[str, str]):
-        super().__init__(paths)
-        self.subject_of = dict(subject_of)
-        by_subject: dict[str, list[str]] = {}
-        for vid, subject in sorted(self.subject_of.items()):
-            by_subject.setdefault(subject, []).append(vid)
-        self.stats = {
-            subject: frame_stats(super(SubjectNormalizedReader, self).video(v) for v in vids)
-            for subject, vids in by_subject.items()
+    def __init__(self, groups: list[list[str | Path]]):
+        self.readers = [ClipReader(paths) for paths in groups]
+        super().__init__([p for paths in groups for p in paths])
+        self.index = {
+            vid: path
+            for vid, path in self.readers[0].index.items()
+            if all(vid in r.index for r in self.readers)
         }
 
     def video(self, video_id: str) -> np.ndarray:
-        return standardise(super().video(video_id), *self.stats[self.subject_of[video_id]])
+        parts = [np.asarray(r.video(video_id)[:]) for r in self.readers]
+        if len({len(p) for p in parts}) != 1:
+            raise ValueError(
+                f"video {video_id!r}: the fused backbones have different frame counts "
+                f"{[len(p) for p in parts]}; re-extract their features from the same aligned faces"
+            )
+        return np.concatenate(parts, axis=-1)
+
+
+class CalibratedReader(ClipReader):
+    """Clips of another reader, each video's frames standardised per person.
+
+    `normalize` (`cv.normalize` or a model's own `normalize`):
+
+    - `per_subject` (transductive): with the mean and std over every frame of the subject's
+      videos listed in `subject_of`, test videos included (labels are never used), the way
+      OpenFace calibrates action units per person; a test subject's statistics come from its
+      own unlabelled test clips.
+    - `calibrated` (inductive for the test clip): with the statistics of the subject's *other*
+      videos only, never the video itself; a deployment records the person once, unlabelled,
+      and calibrates on that recording. Needs at least two videos per subject.
+
+    Features constant over the calibration frames are only centred.
+    """
+
+    def __init__(self, reader: ClipReader, subject_of: dict[str, str], normalize: str):
+        if normalize not in ("per_subject", "calibrated"):
+            raise ValueError(f"unknown normalize {normalize!r}")
+        self.reader = reader
+        self.paths, self.index, self._handles = reader.paths, reader.index, {}
+        self.subject_of = dict(subject_of)
+        sums = {vid: frame_sums(reader.video(vid)) for vid in sorted(self.subject_of)}
+        totals: dict[str, np.ndarray] = {}
+        for vid, subject in self.subject_of.items():
+            totals[subject] = totals.get(subject, 0) + sums[vid]
+        if normalize == "calibrated":
+            alone = sorted(
+                {s for s in totals if sum(v == s for v in self.subject_of.values()) < 2}
+            )
+            if alone:
+                raise ConfigError(
+                    f"normalize calibrated standardises each video with its subject's other "
+                    f"videos, but subject(s) {', '.join(map(str, alone))} have a single video; "
+                    "use per_subject or none, or add videos"
+                )
+            self.stats = {v: stats_of(totals[s] - sums[v]) for v, s in self.subject_of.items()}
+        else:
+            by_subject = {s: stats_of(t) for s, t in totals.items()}
+            self.stats = {v: by_subject[s] for v, s in self.subject_of.items()}
+
+    def video(self, video_id: str) -> np.ndarray:
+        return standardise(self.reader.video(video_id), *self.stats[video_id])
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def open_reader(
+    paths: list[str | Path], normalize: str = "none", subject_of: dict[str, str] | None = None
+) -> ClipReader:
+    """A reader of the feature files `paths`: fused when they hold several backbones (grouped
+    by their `backbone` attribute, in order of appearance), calibrated per person unless
+    `normalize` is none."""
+    groups: dict[str, list[str | Path]] = {}
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            name = str(f.attrs.get("backbone", ""))
+        groups.setdefault(name, []).append(path)
+    reader = ClipReader(paths) if len(groups) == 1 else FusedReader(list(groups.values()))
+    if normalize == "none":
+        return reader
+    return CalibratedReader(reader, subject_of or {}, normalize)
+
+
+def frame_sums(frames) -> np.ndarray:
+    """(3, D) float64: frame count, per-feature sums and sums of squares of (T, ...) frames."""
+    flat = np.asarray(frames[:], dtype=np.float64).reshape(len(frames), -1)
+    return np.stack([np.full(flat.shape[1], len(flat), np.float64), flat.sum(0), (flat**2).sum(0)])
+
+
+def stats_of(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std from `frame_sums` (added over videos); a std of 0 becomes 1."""
+    n = max(float(sums[0, 0]), 1.0) if sums.size else 1.0
+    mean = sums[1] / n
+    std = np.sqrt(np.maximum(sums[2] / n - np.square(mean), 0.0))
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
 def frame_stats(videos) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std over every frame of some videos (float64 sums); a std of 0
     (a feature constant over them) becomes 1, so standardising only centres it."""
-    n, total, squares = 0, 0.0, 0.0
-    for frames in videos:
-        flat = np.asarray(frames[:], dtype=np.float64).reshape(len(frames), -1)
-        n += len(flat)
-        total = total + flat.sum(0)
-        squares = squares + np.square(flat).sum(0)
-    mean = total / max(n, 1)
-    std = np.sqrt(np.maximum(squares / max(n, 1) - np.square(mean), 0.0))
-    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+    return stats_of(sum(frame_sums(frames) for frames in videos))
 
 
 def standardise(frames, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

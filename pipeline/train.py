@@ -51,7 +51,7 @@ from pipeline.common import (
 from pipeline.engine import predict, train_selected, versions
 from pipeline.models import build_model, split_params
 from pipeline.splits import split
-from pipeline.store import ClipReader, SubjectNormalizedReader, pad_clip
+from pipeline.store import open_reader, pad_clip
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--normalize",
-        choices=("none", "per_subject"),
+        choices=("none", "per_subject", "calibrated"),
         default="none",
-        help="per_subject: standardise features per subject (transductive protocol)",
+        help="person calibration: per_subject standardises with all the subject's videos "
+        "(transductive), calibrated with the subject's other videos (never the clip itself)",
     )
     ap.add_argument(
         "--preprocessing",
@@ -137,13 +138,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     to_index = {c: i for i, c in enumerate(classes)}
     clips = read_csv(args.clips)
     train, test = split(clips, folds, args.fold)
-    if args.normalize == "per_subject":
-        videos = clips[clips.video_id.isin(folds.video_id)].drop_duplicates("video_id")
-        reader = SubjectNormalizedReader(
-            args.features, dict(zip(videos.video_id, videos.subject, strict=True))
-        )
-    else:
-        reader = ClipReader(args.features)
+    videos = clips[clips.video_id.isin(folds.video_id)].drop_duplicates("video_id")
+    reader = open_reader(
+        args.features,
+        args.normalize,
+        dict(zip(videos.video_id, videos.subject, strict=True)),
+    )
     x = torch.from_numpy(reader.clips(train, args.clip_length))
     y = torch.tensor([to_index[c] for c in train.label])
     x_test = torch.from_numpy(reader.clips(test, args.clip_length))

@@ -25,11 +25,15 @@ TINY = {
         "hog": {"size": 48, "cell": 8},
         "pixels": {"size": 24},
         "resnet-attention": {"size": 32, "width": 4, "epochs": 2, "frames_per_video": 4},
+        "geometry": {},
     },
     "models": {
-        "gru": {"epochs": 3, "lr": 0.001, "hidden": 16, "proj": 32},
+        "gru": {"epochs": 3, "lr": 0.001, "hidden": 16, "proj": 32, "backbones": ["hog", "resnet-attention"]},
         "c3d": {"epochs": 2, "lr": 0.003, "width": 4, "blocks": 2, "grid": 2},
         "meanpool": {"backbones": ["hog", "pixels"]},
+        # the real-data additions: landmark geometry, fused, person-calibrated
+        "statspool": {"backbones": ["geometry", "geometry+hog"]},
+        "statspool@calibrated": {"backbones": ["geometry"], "normalize": "calibrated"},
     },
 }
 

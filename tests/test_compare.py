@@ -75,7 +75,7 @@ def test_the_caveat_says_when_no_p_can_be_small():
 def test_per_subject_normalisation_uses_each_subjects_own_frames(tmp_path):
     import h5py
 
-    from pipeline.store import ClipReader, SubjectNormalizedReader
+    from pipeline.store import ClipReader, open_reader
 
     rng = np.random.default_rng(0)
     path = tmp_path / "features.h5"
@@ -90,7 +90,7 @@ def test_per_subject_normalisation_uses_each_subjects_own_frames(tmp_path):
             x[:, 3] = 7.0
             f[vid] = x.astype(np.float16)
     subjects = {"a1": "a", "a2": "a", "b1": "b"}
-    reader = SubjectNormalizedReader([path], subjects)
+    reader = open_reader([path], "per_subject", subjects)
     plain = ClipReader([path])
     a = np.concatenate([reader.video("a1"), reader.video("a2")])
     np.testing.assert_allclose(a[:, :3].mean(0), 0, atol=1e-4)
@@ -98,7 +98,7 @@ def test_per_subject_normalisation_uses_each_subjects_own_frames(tmp_path):
     np.testing.assert_allclose(reader.video("b1")[:, :3].mean(0), 0, atol=1e-4)
     np.testing.assert_allclose(a[:, 3], 0.0)  # constant within the subject: centred only
     # the statistics of a do not depend on b's frames
-    alone = SubjectNormalizedReader([path], {"a1": "a", "a2": "a"})
+    alone = open_reader([path], "per_subject", {"a1": "a", "a2": "a"})
     np.testing.assert_allclose(alone.video("a1"), reader.video("a1"))
     # clips come out normalised, with the plain reader's shape
     table = pd.DataFrame({"video_id": ["a1", "b1"], "start": [0, 0], "stop": [16, 16]})

@@ -50,7 +50,7 @@ def test_training_defaults_are_the_schemas(schema):
 
     training = schema["definitions"]["training"]
     python = defaults_of(Training)
-    assert set(python) == set(training) - {"dropout", "backbones"}  # model / DAG keys
+    assert set(python) == set(training) - {"dropout", "backbones", "normalize"}  # model / DAG keys
     for key, value in python.items():
         assert same(value, training[key]["default"]), key
 
@@ -65,7 +65,7 @@ def test_model_keys_and_defaults_are_the_schemas(schema, name):
     arch = set(model_settings(name))
     training = set(Training.keys()) | set(DAG_KEYS)
     if cls.closed_form:  # fitted in one call: no epochs, no optimiser, no validation split
-        assert set(block) == arch | {"balance", "backbones"}
+        assert set(block) == arch | {"balance", "backbones", "normalize"}
     else:
         assert set(block) == arch | training, set(block) ^ (arch | training)
     for key, value in defaults_of(cls, skip=("self", "n_classes", "input_shape")).items():

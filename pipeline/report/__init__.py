@@ -48,7 +48,7 @@ def render(
     """The whole page, from already-computed inputs."""
     protocols = by_protocol(metrics)
     banner = ""
-    if any(p != "inductive" for p, _ in protocols):
+    if any(p == "transductive" for p, _ in protocols):
         banner = f"<p class='warn'>{PROTOCOLS['transductive']}</p>"
     cv = config.get("cv") or {}
     n_folds = metrics[0]["n_folds"]

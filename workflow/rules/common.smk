@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -12,17 +13,17 @@ from pipeline.common import ConfigError
 
 # Unknown keys first (naming the valid ones), then the schema (types, ranges, defaults), then
 # what the schema cannot express: pipeline/configcheck.py, unit-tested without Snakemake.
+SCHEMA = configcheck.load_schema(configcheck.schema_path(workflow.basedir))
 try:
-    configcheck.check_keys(
-        config, configcheck.load_schema(configcheck.schema_path(workflow.basedir))
-    )
+    configcheck.drop_disabled(config)
+    configcheck.check_keys(config, SCHEMA)
 except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
 
 validate(config, "../schemas/config.schema.yaml")
 
 try:
-    EXPERIMENTS = configcheck.check(config)
+    EXPERIMENTS = configcheck.check(config, SCHEMA)
 except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
 
@@ -53,11 +54,15 @@ def get_split_file():
     return [CV["file"] or get_sheet()]
 
 
+_BACKBONE = "(?:" + "|".join(map(re.escape, catalog.BACKBONES)) + ")"
+
+
 wildcard_constraints:
     shard=r"\d+",
     fold=r"\d+",
-    model="|".join(catalog.MODELS),
-    backbone="|".join(catalog.BACKBONES),
+    # a model variant is "name@label"; a fused backbone "a+b"
+    model="(?:" + "|".join(catalog.MODELS) + r")(?:@[A-Za-z0-9_-]+)?",
+    backbone=_BACKBONE + "(?:" + re.escape(catalog.FUSE) + _BACKBONE + ")*",
 
 
 def section(*keys):
@@ -91,32 +96,44 @@ SHARED_BACKBONES = [b for b, e in catalog.BACKBONES.items() if not e.per_fold]
 FOLD_BACKBONES = [b for b, e in catalog.BACKBONES.items() if e.per_fold]
 
 
-def get_features(wildcards):
-    """A fold's features: per-fold backbones have their own files for every fold."""
-    if catalog.BACKBONES[wildcards.backbone].per_fold:
+def part_features(backbone, folds):
+    """The feature files of one (unfused) backbone for `folds` (per-fold backbones have their
+    own files for every fold)."""
+    if catalog.BACKBONES[backbone].per_fold:
         return expand(
             "results/features/{backbone}/fold{fold}/shard-{shard}.h5",
-            backbone=wildcards.backbone,
-            fold=wildcards.fold,
+            backbone=backbone,
+            fold=folds,
             shard=SHARDS,
         )
-    return expand(
-        "results/features/{backbone}/shard-{shard}.h5",
-        backbone=wildcards.backbone,
-        shard=SHARDS,
-    )
+    return expand("results/features/{backbone}/shard-{shard}.h5", backbone=backbone, shard=SHARDS)
+
+
+def get_features(wildcards):
+    """A fold's features: of every backbone a fused name "a+b" joins, in its order."""
+    return [
+        path
+        for part in catalog.parts(wildcards.backbone)
+        for path in part_features(part, [wildcards.fold])
+    ]
 
 
 def get_all_features(wildcards):
     """Every feature file of a backbone (all folds for per-fold backbones)."""
-    if catalog.BACKBONES[wildcards.backbone].per_fold:
-        return expand(
-            "results/features/{backbone}/fold{fold}/shard-{shard}.h5",
-            backbone=wildcards.backbone,
-            fold=fold_ids(),
-            shard=SHARDS,
-        )
-    return get_features(wildcards)
+    return part_features(wildcards.backbone, fold_ids())
+
+
+def model_normalize(model):
+    """A model's calibration protocol: its own `normalize`, else cv.normalize."""
+    return (config["models"][model] or {}).get("normalize") or CV["normalize"]
+
+
+def backbone_section(backbone):
+    """The config of a backbone; of a fused one, every part's by name."""
+    names = catalog.parts(backbone)
+    if len(names) == 1:
+        return config["backbones"][backbone] or {}
+    return {name: config["backbones"][name] or {} for name in names}
 
 
 def get_predictions(wildcards):
@@ -150,7 +167,7 @@ def get_provenance(wildcards):
     return json.dumps(
         {
             "model": config["models"][wildcards.model] or {},
-            "backbone": config["backbones"][wildcards.backbone] or {},
+            "backbone": backbone_section(wildcards.backbone),
             "dataset": DATASET,
             "face": config["face"],
             "frontalize": config["frontalize"],
@@ -164,14 +181,18 @@ def get_provenance(wildcards):
 
 def get_preprocessing(wildcards):
     """Everything before the model, stored in model.pt so that `pipeline.predict` repeats it."""
-    backbone = {
+
+    def spec(name):
+        out = {"name": name, "params": config["backbones"][name] or {}}
+        if catalog.BACKBONES[name].per_fold:
+            out["checkpoint"] = f"results/backbones/{name}/fold{wildcards.fold}/model.pt"
+        return out
+
+    names = catalog.parts(wildcards.backbone)
+    backbone = spec(names[0]) if len(names) == 1 else {
         "name": wildcards.backbone,
-        "params": config["backbones"][wildcards.backbone] or {},
+        "parts": [spec(name) for name in names],
     }
-    if catalog.BACKBONES[wildcards.backbone].per_fold:
-        backbone["checkpoint"] = (
-            f"results/backbones/{wildcards.backbone}/fold{wildcards.fold}/model.pt"
-        )
     return json.dumps(
         {
             "decode": {k: DATASET[k] for k in ("folder_fps", "target_fps")},
@@ -179,7 +200,7 @@ def get_preprocessing(wildcards):
             "frontalize": config["frontalize"],
             "clips": config["clips"],
             "backbone": backbone,
-            "normalize": CV["normalize"],
+            "normalize": model_normalize(wildcards.model),
         },
         sort_keys=True,
     )

@@ -22,7 +22,7 @@ rule train:
         length=config["clips"]["length"],
         seed=config["train"]["seed"],
         device=config["train"]["device"],
-        normalize=CV["normalize"],
+        normalize=lambda wildcards: model_normalize(wildcards.model),
         preprocessing=get_preprocessing,
     shell:
         "{PY} -m pipeline.train --clips {input.clips:q} --folds {input.folds:q} "
