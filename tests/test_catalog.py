@@ -36,7 +36,7 @@ def test_per_fold_backbones_name_a_trainer_with_the_contract():
     from pipeline.backbones import FoldFrames
 
     per_fold = [name for name, entry in catalog.BACKBONES.items() if entry.per_fold]
-    assert per_fold == ["resnet-attention"]
+    assert per_fold == ["fer-finetuned", "resnet-attention"]
     for name in per_fold:
         trainer = catalog.trainer(name)
         first = next(iter(inspect.signature(trainer).parameters.values()))

@@ -197,13 +197,25 @@ def test_a_missing_sheet_and_an_impossible_pairing_are_problems(root, tmp_path, 
 def test_the_demo_config_and_presets_have_no_problems(root, tmp_path, monkeypatch):
     from snakemake.utils import update_config
 
-    for preset in ("emop3d", "zoo", "backbones"):
+    schema = configcheck.load_schema(configcheck.schema_path(root))
+    for presets in (["emop3d"], ["zoo"], ["backbones"], ["real"], ["real", "real-ablation"]):
         config = yaml.safe_load((root / "config.yaml").read_text())
-        update_config(
-            config, yaml.safe_load((root / f"workflow/presets/{preset}.yaml").read_text())
-        )
-        schema = configcheck.load_schema(configcheck.schema_path(root))
-        assert configcheck.unknown_keys(config, schema) == [], preset
+        for preset in presets:
+            update_config(
+                config, yaml.safe_load((root / f"workflow/presets/{preset}.yaml").read_text())
+            )
+        configcheck.drop_disabled(config)
+        assert configcheck.unknown_keys(config, schema) == [], presets
+        assert configcheck.variant_problems(config, schema) == [], presets
+        assert catalog.experiments(config), presets
+    real = yaml.safe_load((root / "config.yaml").read_text())
+    update_config(real, yaml.safe_load((root / "workflow/presets/real.yaml").read_text()))
+    configcheck.drop_disabled(real)
+    assert catalog.experiments(real) == [
+        ("meanpool", "fer-minixception"),
+        ("statspool", "geometry+fer-minixception"),
+        ("statspool@calibrated", "geometry+fer-minixception"),
+    ]
     config = validated(root)
     monkeypatch.chdir(tmp_path)
     assert configcheck.check(config)

@@ -24,7 +24,7 @@ def fit(model, x, y, params, seed, device, x_val=None, y_val=None):
     return engine_fit(model, x, y, settings, seed, device, x_val, y_val, augment)
 
 
-VECTOR_MODELS = ["gru", "transformer", "mstcn", "cnn_lstm_partial", "meanpool"]
+VECTOR_MODELS = ["gru", "transformer", "mstcn", "cnn_lstm_partial", "meanpool", "statspool"]
 PIXEL_MODELS = ["c3d", "pyranet3d", "cnn3d_convlstm_spp", "meanpool"]
 
 
@@ -104,6 +104,16 @@ def test_meanpool_overfits_a_tiny_batch(shape):
     history = fit(build_model("meanpool", 3, shape, {"C": 100.0}), x, y, {}, 0, "cpu")
     assert history.loss.iloc[-1] < np.log(3) / 5
     assert history.train_acc.iloc[-1] == 1.0
+
+
+def test_statspool_keeps_the_chosen_statistics_only():
+    x = clips(4, (16, 5))
+    two = build_model("statspool", 3, (16, 5), {"stats": ["std", "mean"]})
+    assert two.stats == ("mean", "std")  # always in the order of STATS
+    torch.testing.assert_close(two.pooled(x)[:, :5], x.mean(1))
+    assert two.linear.in_features == 10
+    with pytest.raises(ConfigError, match="stats must be distinct names"):
+        build_model("statspool", 3, (16, 5), {"stats": ["median"]})
 
 
 def test_meanpool_handles_two_classes():

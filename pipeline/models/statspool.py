@@ -1,8 +1,9 @@
 """Statistics pooling: the baseline with more than the mean.
 
-Each clip of per-frame feature vectors is summarised by five statistics of every feature over
-time: mean, standard deviation, minimum, maximum and slope (least-squares, per clip length), so
-the classifier sees how much and in which direction the face moved, not only its average.
+Each clip of per-frame feature vectors is summarised by statistics of every feature over time,
+`stats` among mean, standard deviation, minimum, maximum and slope (least-squares, per clip
+length), so the classifier sees how much and in which direction the face moved, not only its
+average.
 The summary is standardised with statistics of the training fold and classified by a
 multinomial logistic regression (scikit-learn, L2 penalty `C`), as `meanpool` does; the fitted
 coefficients live in a linear layer, so it is saved, loaded and applied like every other model.
@@ -19,33 +20,44 @@ STATS = ("mean", "std", "min", "max", "slope")
 
 
 class StatsPool(MeanPool):
-    """Mean, std, min, max and slope over the clip → standardise → logistic regression.
+    """Statistics of every feature over the clip → standardise → logistic regression.
 
     Args:
-        C: inverse L2 regularisation strength (scikit-learn's C, default 0.1: five times the
+        stats: which statistics, in this order of STATS (default all five).
+        C: inverse L2 regularisation strength (scikit-learn's C, default 0.1: several times the
             features of meanpool from as many clips).
         max_iter: L-BFGS iterations (default 1000).
     """
 
     takes = VECTORS
-    pooled_width = len(STATS)
 
     def __init__(
         self,
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        stats: tuple[str, ...] | list[str] = STATS,
         C: float = 0.1,
         max_iter: int = 1000,
     ):
+        unknown = [s for s in stats if s not in STATS]
+        if unknown or not stats or len(set(stats)) != len(stats):
+            raise ValueError(f"stats must be distinct names among {', '.join(STATS)}; got {stats}")
+        self.stats = tuple(s for s in STATS if s in stats)
+        self.pooled_width = len(self.stats)
         super().__init__(n_classes=n_classes, input_shape=input_shape, C=C, max_iter=max_iter)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) → (B, 5·D): mean, std, min, max, slope of every feature over time."""
+        """(B, T, D) → (B, S·D): the chosen statistics of every feature over time."""
         x = x.float()
-        t = torch.linspace(-1.0, 1.0, x.shape[1], device=x.device)[None, :, None]
         mean = x.mean(1)
         centred = x - mean[:, None]
-        slope = (t * centred).sum(1) / (t * t).sum(1).clamp_min(1e-6)
-        std = centred.pow(2).mean(1).sqrt()
-        return torch.cat([mean, std, x.amin(1), x.amax(1), slope], 1)
+        out = {"mean": lambda: mean, "std": lambda: centred.pow(2).mean(1).sqrt()}
+        out["min"], out["max"] = (lambda: x.amin(1)), (lambda: x.amax(1))
+
+        def slope():
+            t = torch.linspace(-1.0, 1.0, x.shape[1], device=x.device)[None, :, None]
+            return (t * centred).sum(1) / (t * t).sum(1).clamp_min(1e-6)
+
+        out["slope"] = slope
+        return torch.cat([out[name]() for name in self.stats], 1)
