@@ -213,8 +213,8 @@ def test_the_demo_config_and_presets_have_no_problems(root, tmp_path, monkeypatc
     configcheck.drop_disabled(real)
     assert catalog.experiments(real) == [
         ("meanpool", "fer-minixception"),
-        ("statspool", "geometry+fer-minixception"),
-        ("statspool@calibrated", "geometry+fer-minixception"),
+        ("statspool", "geometry+fer-finetuned"),
+        ("statspool@calibrated", "geometry+fer-finetuned"),
     ]
     config = validated(root)
     monkeypatch.chdir(tmp_path)
