@@ -154,15 +154,18 @@ def main(argv=None) -> None:
         ("pooling: mean, std, min, max, slope", design(pool="stats")),
         ("frames weighted by quality (detector score × visible face)", design(weight="quality")),
     ]
-    print(f"{len(ids)} videos, {len(np.unique(subjects))} subjects, {len(np.unique(folds))} "
-          f"folds, {len(np.unique(labels))} classes; logistic regression C = {args.C}\n")
+    print(
+        f"{len(ids)} videos, {len(np.unique(subjects))} subjects, {len(np.unique(folds))} "
+        f"folds, {len(np.unique(labels))} classes; logistic regression C = {args.C}\n"
+    )
     header = " | ".join(f"{p} WAR / UAR" for p in PROTOCOLS)
     print(f"| variant | {header} |\n|---|" + "---|" * len(PROTOCOLS))
     for name, x in rows:
         cells = []
         for protocol in PROTOCOLS:
-            war, uar, _ = scores(cross_validate(x, labels, subjects, folds, protocol, args.C),
-                                 labels, folds)
+            war, uar, _ = scores(
+                cross_validate(x, labels, subjects, folds, protocol, args.C), labels, folds
+            )
             cells.append(f"{100 * war:.1f} / {100 * uar:.1f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     x = rows[0][1]
@@ -170,9 +173,12 @@ def main(argv=None) -> None:
         pred = cross_validate(x, labels, subjects, folds, protocol, args.C)
         _, _, wars = scores(pred, labels, folds)
         recall = {c: float((pred[labels == c] == c).mean()) for c in np.unique(labels)}
-        print(f"\nreference, {protocol}: per-class recall "
-              + ", ".join(f"{c} {100 * r:.0f}" for c, r in recall.items())
-              + "; per-fold WAR " + ", ".join(f"{100 * w:.0f}" for w in wars))
+        print(
+            f"\nreference, {protocol}: per-class recall "
+            + ", ".join(f"{c} {100 * r:.0f}" for c, r in recall.items())
+            + "; per-fold WAR "
+            + ", ".join(f"{100 * w:.0f}" for w in wars)
+        )
 
 
 if __name__ == "__main__":

@@ -79,9 +79,7 @@ def unknown_keys(config: dict, schema: dict) -> list[str]:
         if not isinstance(value, dict) or props is None:
             return
         if node.get("additionalProperties") is False:
-            unknown = sorted(
-                (k for k in value if schema_key(k, props, node) not in props), key=str
-            )
+            unknown = sorted((k for k in value if schema_key(k, props, node) not in props), key=str)
             if unknown:
                 noun = "key" if len(unknown) == 1 else "keys"
                 problems.append(

@@ -109,7 +109,9 @@ def extract_shard(backbone, name: str, params: dict, aligned_path: str, out_path
         for vid in aligned:
             if resume.restore(vid, out, skipped):
                 continue
-            ds = extract(backbone, source(backbone, aligned[vid], f"{aligned_path}:{vid}"), out, vid)
+            ds = extract(
+                backbone, source(backbone, aligned[vid], f"{aligned_path}:{vid}"), out, vid
+            )
             valid = aligned[vid]["valid"][:]
             ds.attrs["fps"] = aligned[vid].attrs["fps"]
             ds.attrs["n_frames"] = len(valid)

@@ -67,11 +67,24 @@ def find_checkpoints(model_dir: str | Path) -> list[Path]:
     return found
 
 
-def load_models(paths: list[Path], device: str) -> tuple[list, dict]:
-    """The models and the metadata they share; refuses folds trained differently."""
+def without_checkpoints(pre: dict) -> dict:
+    """A model's preprocessing less the per-fold backbone checkpoints (which differ by fold)."""
+
+    def strip(spec: dict) -> dict:
+        out = {k: v for k, v in spec.items() if k != "checkpoint"}
+        if "parts" in out:
+            out["parts"] = [strip(part) for part in out["parts"]]
+        return out
+
+    return {**pre, "backbone": strip(pre["backbone"])}
+
+
+def load_models(paths: list[Path], device: str) -> tuple[list, list[dict]]:
+    """The models and their metadata; refuses folds trained differently (each fold may have
+    its own per-fold backbone checkpoint)."""
     from pipeline.models import load_checkpoint
 
-    models, first = [], None
+    models, metas = [], []
     for path in paths:
         model, meta = load_checkpoint(path, device)
         if "preprocessing" not in meta:
@@ -79,14 +92,18 @@ def load_models(paths: list[Path], device: str) -> tuple[list, dict]:
                 f"{path}: this checkpoint does not record its preprocessing (trained before "
                 "pipeline.predict existed); retrain it with `snakemake --forcerun train`"
             )
-        if first is None:
-            first = meta
-        else:
-            for key in ("classes", "preprocessing", "model", "backbone", "input_shape"):
+        if metas:
+            first = metas[0]
+            for key in ("classes", "model", "backbone", "input_shape"):
                 if meta[key] != first[key]:
                     raise ConfigError(f"{path}: {key} differs from {paths[0]}'s; not one model")
+            if without_checkpoints(meta["preprocessing"]) != without_checkpoints(
+                first["preprocessing"]
+            ):
+                raise ConfigError(f"{path}: preprocessing differs from {paths[0]}'s; not one model")
         models.append(model)
-    return models, first
+        metas.append(meta)
+    return models, metas
 
 
 def face_track(path: str, pre: dict, device: str) -> tuple[dict, dict, float]:
@@ -112,8 +129,12 @@ def face_track(path: str, pre: dict, device: str) -> tuple[dict, dict, float]:
     return arrays, decode, info.fps
 
 
-def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: float):
-    """Aligned crops (in memory) → backbone features (T, ...) of one video."""
+def aligned_features(
+    path: str, pres: list[dict], arrays: dict, decode: dict, fps: float
+) -> list[np.ndarray]:
+    """Aligned crops (in memory, frontalized once) → the backbone features (T, ...) of one
+    video for each preprocessing of `pres` (the folds of one model: the same but for their
+    per-fold backbone checkpoints); a backbone shared by several is run once."""
     import io
 
     import h5py
@@ -123,7 +144,7 @@ def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: floa
     from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
     from pipeline.frontalize import Frontalizer, frontalize_video
 
-    front = {**FRONT_DEFAULTS, **pre["frontalize"]}
+    front = {**FRONT_DEFAULTS, **pres[0]["frontalize"]}
     size = int(front["crop_size"])
     with h5py.File(io.BytesIO(), "w") as mem:
         det = mem.create_group("faces")
@@ -133,18 +154,27 @@ def aligned_features(path: str, pre: dict, arrays: dict, decode: dict, fps: floa
             if name != "cropped":
                 det.create_dataset(name, data=values)
         group = mem.create_group("aligned")
-        frontalize_video(
+        pose = frontalize_video(
             path, det, size, front["method"], Frontalizer(size, front["symmetry"]), decode, group
         )
-        spec = pre["backbone"]
-        parts = []
-        for k, part in enumerate(spec.get("parts") or [spec]):  # a fused backbone: every part
-            backbone = build_backbone(
-                part["name"], part.get("params") or {}, part.get("checkpoint")
-            )
-            out = mem.create_group(f"features{k}")
-            parts.append(extract(backbone, source(backbone, group, path), out, "video")[:])
-    return np.concatenate(parts, axis=-1)
+        for name, values in pose.items():  # `points` feeds the geometry backbone
+            group.create_dataset(name, data=values)
+        done: dict[str, np.ndarray] = {}
+        features = []
+        for pre in pres:
+            spec = pre["backbone"]
+            parts = []
+            for part in spec.get("parts") or [spec]:  # a fused backbone: every part
+                key = json.dumps(part, sort_keys=True)
+                if key not in done:
+                    backbone = build_backbone(
+                        part["name"], part.get("params") or {}, part.get("checkpoint")
+                    )
+                    out = mem.create_group(f"features{len(done)}")
+                    done[key] = extract(backbone, source(backbone, group, path), out, "video")[:]
+                parts.append(done[key])
+            features.append(np.concatenate(parts, axis=-1))
+    return features
 
 
 def windows(n_frames: int, pre: dict) -> list[tuple[int, int]]:
@@ -202,15 +232,18 @@ def timeline(frames: pd.DataFrame, classes: list[str], title: str, out: Path) ->
     plt.close(fig)
 
 
-def calibrate(features: np.ndarray, pre: dict, calibration: Sequence[str], device: str):
-    """The person calibration the model was trained with: none; per_subject (the video's own
-    frames: the person is a new subject); calibrated (the statistics of `calibration`, other
-    unlabelled videos of the same person, never the video itself)."""
+def calibrate(
+    features: list[np.ndarray], pres: list[dict], calibration: Sequence[str], device: str
+) -> list[np.ndarray]:
+    """The person calibration the model was trained with, for each fold's features: none;
+    per_subject (the video's own frames: the person is a new subject); calibrated (the
+    statistics of `calibration`, other unlabelled videos of the same person, never the video
+    itself, through the same fold's backbones)."""
     from pipeline.store import frame_stats, standardise
 
-    normalize = pre.get("normalize", "none")
+    normalize = pres[0].get("normalize", "none")
     if normalize == "per_subject":
-        return standardise(features, *frame_stats([features]))
+        return [standardise(f, *frame_stats([f])) for f in features]
     if normalize != "calibrated":
         return features
     if not calibration:
@@ -218,11 +251,14 @@ def calibrate(features: np.ndarray, pre: dict, calibration: Sequence[str], devic
             "this model was trained person-calibrated (normalize: calibrated): give one or more "
             "unlabelled videos of the same person with --calibrate VIDEO (not the video itself)"
         )
-    others = []
+    others = []  # per calibration video: its features for every fold
     for other in calibration:
-        arrays, decode, fps = face_track(str(other), pre, device)
-        others.append(aligned_features(str(other), pre, arrays, decode, fps))
-    return standardise(features, *frame_stats(others))
+        arrays, decode, fps = face_track(str(other), pres[0], device)
+        others.append(aligned_features(str(other), pres, arrays, decode, fps))
+    return [
+        standardise(f, *frame_stats([per_fold[k] for per_fold in others]))
+        for k, f in enumerate(features)
+    ]
 
 
 def run(
@@ -240,14 +276,25 @@ def run(
     device = resolve_device(device)
     set_threads(threads)
     checkpoints = find_checkpoints(model_dir)
-    models, meta = load_models(checkpoints, device)
-    pre, classes = meta["preprocessing"], meta["classes"]
+    models, metas = load_models(checkpoints, device)
+    meta = metas[0]
+    pres = [m["preprocessing"] for m in metas]
+    pre, classes = pres[0], meta["classes"]
+    if pre.get("normalize") == "calibrated" and not calibration:
+        calibrate([], pres, calibration, device)  # the error that says what to give
     arrays, decode, fps = face_track(str(path), pre, device)
-    features = aligned_features(str(path), pre, arrays, decode, fps)
-    n = len(features)
-    features = calibrate(features, pre, calibration, device)
+    features = aligned_features(str(path), pres, arrays, decode, fps)
+    n = len(features[0])
+    features = calibrate(features, pres, calibration, device)
     spans = windows(n, pre)
-    probs = window_probabilities(models, features, spans, int(meta["clip_length"]), device)
+    length = int(meta["clip_length"])
+    probs = np.mean(
+        [
+            window_probabilities([model], f, spans, length, device)
+            for model, f in zip(models, features, strict=True)
+        ],
+        axis=0,
+    )
     times = np.asarray(arrays["time"], dtype=float)
     if len(times) != n or not np.isfinite(times).all():
         times = np.arange(n) / fps

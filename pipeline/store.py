@@ -278,9 +278,7 @@ class CalibratedReader(ClipReader):
         for vid, subject in self.subject_of.items():
             totals[subject] = totals.get(subject, 0) + sums[vid]
         if normalize == "calibrated":
-            alone = sorted(
-                {s for s in totals if sum(v == s for v in self.subject_of.values()) < 2}
-            )
+            alone = sorted({s for s in totals if sum(v == s for v in self.subject_of.values()) < 2})
             if alone:
                 raise ConfigError(
                     f"normalize calibrated standardises each video with its subject's other "

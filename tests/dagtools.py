@@ -28,7 +28,13 @@ TINY = {
         "geometry": {},
     },
     "models": {
-        "gru": {"epochs": 3, "lr": 0.001, "hidden": 16, "proj": 32, "backbones": ["hog", "resnet-attention"]},
+        "gru": {
+            "epochs": 3,
+            "lr": 0.001,
+            "hidden": 16,
+            "proj": 32,
+            "backbones": ["hog", "resnet-attention"],
+        },
         "c3d": {"epochs": 2, "lr": 0.003, "width": 4, "blocks": 2, "grid": 2},
         "meanpool": {"backbones": ["hog", "pixels"]},
         # the real-data additions: landmark geometry, fused, person-calibrated

@@ -23,19 +23,27 @@ def predict(workdir, *args):
     )
 
 
-@pytest.mark.parametrize("name", ["gru/hog", "c3d/pixels"])
+@pytest.mark.parametrize(
+    "name", ["gru/hog", "c3d/pixels", "statspool/geometry+hog", "statspool@calibrated/geometry"]
+)
 def test_predict_repeats_the_pipeline_for_a_video_of_the_test_fold(run, tmp_path, name):
     """A fold's model on one of its test videos gives that fold's test predictions again:
-    decoding, faces, alignment, backbone and windows are repeated exactly."""
+    decoding, faces, alignment, backbone(s), windows and the person calibration (with the
+    subject's other videos given) are repeated exactly."""
     workdir, _ = run
     videos = read_csv(workdir / "results/dataset/videos.csv").set_index("video_id")
     folds = read_csv(workdir / "results/folds.csv").set_index("video_id")
     vid = sorted(folds.index)[0]
     fold = int(folds.fold[vid])
     out = tmp_path / "out"
-    done = predict(
-        workdir, videos.path[vid], "--model", f"results/models/{name}/fold{fold}", "--out", out
-    )
+    model = f"results/models/{name}/fold{fold}"
+    calibration = []
+    if "calibrated" in name:
+        without = predict(workdir, videos.path[vid], "--model", model, "--out", tmp_path / "no")
+        assert without.returncode == 1 and "--calibrate VIDEO" in without.stderr
+        same = folds.index[(folds.subject == folds.subject[vid]) & (folds.index != vid)]
+        calibration = ["--calibrate", *videos.path[sorted(same)]]
+    done = predict(workdir, videos.path[vid], "--model", model, "--out", out, *calibration)
     assert done.returncode == 0, done.stderr[-3000:]
     windows = read_csv(out / "windows.csv")
     truth = read_csv(workdir / f"results/models/{name}/fold{fold}/predictions.csv")
@@ -74,6 +82,21 @@ def test_all_folds_form_an_ensemble(run, tmp_path):
     cols = [c for c in mean.columns if c.startswith("p_")]
     np.testing.assert_allclose(mean[cols], (per_fold[0][cols] + per_fold[1][cols]) / 2, atol=1e-6)
     assert len(json.loads((tmp_path / "all/summary.json").read_text())["checkpoints"]) == 2
+
+
+def test_folds_with_their_own_per_fold_backbone_form_an_ensemble(run, tmp_path):
+    """Each fold's model reads features of its own fold's backbone checkpoint."""
+    workdir, _ = run
+    video = sorted((workdir / "data/demo/videos").glob("*.mp4"))[0]
+    outs = {k: tmp_path / f"f{k}" for k in (0, 1, "all")}
+    for k, out in outs.items():
+        model = "results/models/gru/resnet-attention" + ("" if k == "all" else f"/fold{k}")
+        done = predict(workdir, video, "--model", model, "--out", out)
+        assert done.returncode == 0, done.stderr[-3000:]
+    per_fold = [read_csv(outs[k] / "windows.csv") for k in (0, 1)]
+    mean = read_csv(outs["all"] / "windows.csv")
+    cols = [c for c in mean.columns if c.startswith("p_")]
+    np.testing.assert_allclose(mean[cols], (per_fold[0][cols] + per_fold[1][cols]) / 2, atol=1e-6)
 
 
 def test_a_video_without_a_face_is_a_clear_error(run, tmp_path):

@@ -133,7 +133,9 @@ def test_statspool_sees_movement_that_the_mean_hides():
     model = build_model("statspool", 2, (t, d), {})
     ramp = torch.linspace(-1, 1, t)[None, :, None].repeat(1, 1, d)
     pooled = model.pooled(ramp)[0].reshape(5, d)
-    np.testing.assert_allclose(pooled[:, 0], [0.0, ramp.std(1, unbiased=False)[0, 0], -1, 1, 1], atol=1e-5)
+    np.testing.assert_allclose(
+        pooled[:, 0], [0.0, ramp.std(1, unbiased=False)[0, 0], -1, 1, 1], atol=1e-5
+    )
 
 
 def feature_file(path, backbone: str, videos: dict[str, np.ndarray]) -> str:

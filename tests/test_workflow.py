@@ -78,11 +78,17 @@ def test_report_has_every_section_and_the_comparison_file(run):
     runtime = read_csv(workdir / "results/qc/runtime.csv").set_index("stage").jobs.to_dict()
     n_metrics = len(list((workdir / "results/metrics").glob("*.json")))
     assert runtime["train"] == 2 * n_metrics and runtime["evaluate"] == n_metrics
-    assert runtime["train_backbone"] == 2 and runtime["extract_features"] == 2 * 2 + 2 * 2
+    # hog, pixels, geometry × 2 shards; resnet-attention × 2 folds × 2 shards
+    assert runtime["train_backbone"] == 2 and runtime["extract_features"] == 3 * 2 + 2 * 2
     assert runtime["detect_faces"] == 2 and runtime["qc_skipped"] == 1 and "report" not in runtime
     pairs = read_csv(workdir / "results/comparison.csv")
-    n = len(list((workdir / "results/metrics").glob("*.json")))
-    assert len(pairs) == 2 * n * (n - 1) // 2 and pairs.wilcoxon_p.between(0, 1).all()
+    protocols = [
+        json.loads(p.read_text())["protocol"] for p in (workdir / "results/metrics").glob("*.json")
+    ]
+    groups = [protocols.count(p) for p in set(protocols)]  # pairs only within a protocol
+    assert sorted(groups) == [1, 7]
+    expected = sum(2 * n * (n - 1) // 2 for n in groups)
+    assert len(pairs) == expected and pairs.wilcoxon_p.between(0, 1).all()
 
 
 @pytest.mark.parametrize("method", ["loso", "file"])
@@ -341,10 +347,12 @@ def test_forcerun_extract_features_reruns_features_and_what_depends_on_them(run)
     assert dry.returncode == 0, dry.stderr
     counts = job_counts(dry.stdout + dry.stderr)
     assert counts == {
-        "extract_features": 4,  # hog and pixels × 2 shards (resnet-attention is per fold)
-        "feature_index": 2,
-        "train": 8,  # gru/hog, c3d/pixels, meanpool/hog, meanpool/pixels × 2 folds
-        "evaluate": 4,
+        "extract_features": 6,  # hog, pixels, geometry × 2 shards (resnet-attention: per fold)
+        "feature_index": 3,
+        # gru/hog, c3d/pixels, meanpool/hog, meanpool/pixels, statspool/geometry,
+        # statspool/geometry+hog, statspool@calibrated/geometry × 2 folds
+        "train": 14,
+        "evaluate": 7,
         "compare": 1,
         "runtime": 1,
         "report": 1,

@@ -97,17 +97,14 @@ class Geometry:
     def __init__(self, *, region: str = "whole"):
         if region not in REGIONS:
             raise ConfigError(
-                f"backbones.geometry.region: unknown region {region!r}; known: "
-                f"{', '.join(REGIONS)}"
+                f"backbones.geometry.region: unknown region {region!r}; known: {', '.join(REGIONS)}"
             )
         self.region = region
         self.idx = REGIONS[region]
         names = list(measures(FRONTAL_68[None]))
         prefixes = {"upper": UPPER_MEASURES, "lower": LOWER_MEASURES}.get(region)
         self.keep = [n for n in names if prefixes is None or n.startswith(prefixes)]
-        self.columns = (
-            [f"dx{i}" for i in self.idx] + [f"dy{i}" for i in self.idx] + list(self.keep)
-        )
+        self.columns = [f"dx{i}" for i in self.idx] + [f"dy{i}" for i in self.idx] + list(self.keep)
         self.dim = len(self.columns)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:

@@ -106,7 +106,9 @@ def part_features(backbone, folds):
             fold=folds,
             shard=SHARDS,
         )
-    return expand("results/features/{backbone}/shard-{shard}.h5", backbone=backbone, shard=SHARDS)
+    return expand(
+        "results/features/{backbone}/shard-{shard}.h5", backbone=backbone, shard=SHARDS
+    )
 
 
 def get_features(wildcards):
@@ -185,14 +187,20 @@ def get_preprocessing(wildcards):
     def spec(name):
         out = {"name": name, "params": config["backbones"][name] or {}}
         if catalog.BACKBONES[name].per_fold:
-            out["checkpoint"] = f"results/backbones/{name}/fold{wildcards.fold}/model.pt"
+            out["checkpoint"] = (
+                f"results/backbones/{name}/fold{wildcards.fold}/model.pt"
+            )
         return out
 
     names = catalog.parts(wildcards.backbone)
-    backbone = spec(names[0]) if len(names) == 1 else {
-        "name": wildcards.backbone,
-        "parts": [spec(name) for name in names],
-    }
+    backbone = (
+        spec(names[0])
+        if len(names) == 1
+        else {
+            "name": wildcards.backbone,
+            "parts": [spec(name) for name in names],
+        }
+    )
     return json.dumps(
         {
             "decode": {k: DATASET[k] for k in ("folder_fps", "target_fps")},
