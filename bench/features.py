@@ -26,6 +26,7 @@ import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +65,9 @@ def make_aligned(path: Path, videos: int, frames: int) -> dict[str, int]:
     return lengths
 
 
-REPEAT = 3
-
-
-def timed(fn, repeat: int | None = None) -> float:
+def timed(fn, repeat: int) -> float:
     """Best wall time of `repeat` calls after one untimed warm-up call (noisy machine: the
     minimum is the least disturbed). Both sides of every ratio are timed by this."""
-    repeat = repeat or REPEAT
     fn()
     best = float("inf")
     for _ in range(repeat):
@@ -87,8 +84,7 @@ def main() -> None:
     ap.add_argument("--backbone", default="fer-minixception")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of each side (best kept)")
     args = ap.parse_args()
-    global REPEAT
-    REPEAT = args.repeat
+    timed_ = partial(timed, repeat=args.repeat)  # every side of every ratio alike
 
     import h5py
     import pandas as pd
@@ -110,9 +106,9 @@ def main() -> None:
     n = len(frames)
 
     # 1. extraction through the stage vs the bare backbone in memory
-    t_bare = timed(lambda: backbone(frames))
+    t_bare = timed_(lambda: backbone(frames))
     out = tmp / "features.h5"
-    t_stage = timed(lambda: extract_shard(backbone, args.backbone, {}, str(aligned), str(out)))
+    t_stage = timed_(lambda: extract_shard(backbone, args.backbone, {}, str(aligned), str(out)))
     result = {
         "frames": n,
         "backbone": args.backbone,
@@ -138,13 +134,13 @@ def main() -> None:
         for row in table.itertuples():
             pad_clip(np.array(memory[row.video_id][row.start : row.stop]), 16)
 
-    t_store, t_memory = timed(from_store), timed(from_memory)
+    t_store, t_memory = timed_(from_store), timed_(from_memory)
     result.update(
         clips=len(table),
         store_clips_per_s=len(table) / t_store,
         memory_clips_per_s=len(table) / t_memory,
         clip_read_ratio=t_memory / t_store,
-        store_batch_clips_per_s=len(table) / timed(lambda: reader.clips(table, 16)),
+        store_batch_clips_per_s=len(table) / timed_(lambda: reader.clips(table, 16)),
     )
 
     # 3. one gru epoch: cached features vs backbone on the fly
@@ -181,14 +177,14 @@ def main() -> None:
             xb = torch.from_numpy(feats.astype(np.float16).astype(np.float32))
             step(xb, labels[i : i + 32])
 
-    t_cached = timed(epoch_cached)
-    t_fly = timed(epoch_on_the_fly)
+    t_cached = timed_(epoch_cached)
+    t_fly = timed_(epoch_on_the_fly)
     f_aligned.close()
     result.update(
         epoch_cached_s=t_cached,
         epoch_on_the_fly_s=t_fly,
         training_speedup=t_fly / t_cached,
-        repeat=REPEAT,
+        repeat=args.repeat,
     )
     report(result)
 

@@ -189,10 +189,10 @@ class Frontalizer:
         import cv2
 
         image = np.ascontiguousarray(np.asarray(landmarks68, np.float64)[RIGID])
-        ok, rvec, tvec = cv2.solvePnP(
-            self.all_points[RIGID], image, matrix, None, rvec.copy(), tvec.copy(), True,
-            cv2.SOLVEPNP_ITERATIVE,
-        )  # fmt: skip
+        guess = (rvec.copy(), tvec.copy(), True, cv2.SOLVEPNP_ITERATIVE)
+        ok, r, t = cv2.solvePnP(self.all_points[RIGID], image, matrix, None, *guess)
+        if ok and t[2, 0] > 0:  # else keep the fit on all inner points
+            rvec, tvec = r, t
         rot, _ = cv2.Rodrigues(rvec)
         depth = (self.all_points @ rot.T + tvec.reshape(1, 3))[:, 2]
         rays = np.column_stack([np.asarray(landmarks68, np.float64), np.ones(len(depth))])

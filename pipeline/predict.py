@@ -184,15 +184,15 @@ def windows(n_frames: int, pre: dict) -> list[tuple[int, int]]:
     return window(n_frames, int(clips["length"]), int(clips["stride"]))
 
 
-def window_probabilities(models: list, features: np.ndarray, spans, length: int, device: str):
-    """(W, K) probabilities of every window, averaged over the models (folds)."""
+def window_probabilities(model, features: np.ndarray, spans, length: int, device: str):
+    """(W, K) probabilities of every window under one (fold's) model."""
     import torch
 
     from pipeline.engine import predict
     from pipeline.store import pad_clip
 
     x = torch.from_numpy(np.stack([pad_clip(features[s:e], length) for s, e in spans]))
-    return np.mean([predict(model, x, device) for model in models], axis=0)
+    return predict(model, x, device)
 
 
 def per_frame(probs: np.ndarray, spans, n_frames: int) -> np.ndarray:
@@ -232,6 +232,21 @@ def timeline(frames: pd.DataFrame, classes: list[str], title: str, out: Path) ->
     plt.close(fig)
 
 
+def check_calibration(pre: dict, calibration: Sequence[str]) -> None:
+    """`--calibrate` videos are given exactly when the model was trained `calibrated`."""
+    normalize = pre.get("normalize", "none")
+    if normalize == "calibrated" and not calibration:
+        raise ConfigError(
+            "this model was trained person-calibrated (normalize: calibrated): give one or more "
+            "unlabelled videos of the same person with --calibrate VIDEO (not the video itself)"
+        )
+    if normalize != "calibrated" and calibration:
+        raise ConfigError(
+            f"--calibrate is for models trained with normalize: calibrated; this one was "
+            f"trained with normalize: {normalize}, so the calibration videos would be ignored"
+        )
+
+
 def calibrate(
     features: list[np.ndarray], pres: list[dict], calibration: Sequence[str], device: str
 ) -> list[np.ndarray]:
@@ -246,11 +261,6 @@ def calibrate(
         return [standardise(f, *frame_stats([f])) for f in features]
     if normalize != "calibrated":
         return features
-    if not calibration:
-        raise ConfigError(
-            "this model was trained person-calibrated (normalize: calibrated): give one or more "
-            "unlabelled videos of the same person with --calibrate VIDEO (not the video itself)"
-        )
     others = []  # per calibration video: its features for every fold
     for other in calibration:
         arrays, decode, fps = face_track(str(other), pres[0], device)
@@ -280,8 +290,7 @@ def run(
     meta = metas[0]
     pres = [m["preprocessing"] for m in metas]
     pre, classes = pres[0], meta["classes"]
-    if pre.get("normalize") == "calibrated" and not calibration:
-        calibrate([], pres, calibration, device)  # the error that says what to give
+    check_calibration(pre, calibration)
     arrays, decode, fps = face_track(str(path), pre, device)
     features = aligned_features(str(path), pres, arrays, decode, fps)
     n = len(features[0])
@@ -290,7 +299,7 @@ def run(
     length = int(meta["clip_length"])
     probs = np.mean(
         [
-            window_probabilities([model], f, spans, length, device)
+            window_probabilities(model, f, spans, length, device)
             for model, f in zip(models, features, strict=True)
         ],
         axis=0,

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,7 +176,34 @@ def write_frames(group: h5py.Group, name: str, array: np.ndarray, **attrs) -> h5
     return ds
 
 
-class ClipReader:
+class Clips:
+    """What every reader shares: clips cut from `video(video_id)` (T, ...)."""
+
+    def video(self, video_id: str):
+        raise NotImplementedError
+
+    def clip(self, video_id: str, start: int, stop: int, length: int) -> np.ndarray:
+        """Frames [start, stop) of a video as (length, ...), padded by repeating the last frame."""
+        return pad_clip(self.video(video_id)[start:stop], length)
+
+    def clips(self, table, length: int) -> np.ndarray:
+        """Stack the clips of a clips.csv table (N rows) into (N, length, ...), one read per video."""
+        out = []
+        for vid, rows in table.groupby("video_id", sort=False):
+            data = self.video(vid)[: int(rows.stop.max())]
+            out.extend(
+                (i, pad_clip(data[s:e], length))
+                for i, s, e in zip(rows.index, rows.start, rows.stop, strict=True)
+            )
+        order = {i: k for k, i in enumerate(table.index)}
+        out.sort(key=lambda pair: order[pair[0]])
+        return np.stack([clip for _, clip in out])
+
+    def close(self) -> None:
+        """Nothing held by default."""
+
+
+class ClipReader(Clips):
     """Random access to clips in per-shard feature files, by (video_id, start, stop).
 
     Files are opened lazily, one handle per process, so a reader can be shared with
@@ -202,30 +230,13 @@ class ClipReader:
             raise KeyError(f"video {video_id!r} is in none of the feature files {self.paths}")
         return self._file(self.index[video_id])[video_id]
 
-    def clip(self, video_id: str, start: int, stop: int, length: int) -> np.ndarray:
-        """Frames [start, stop) of a video as (length, ...), padded by repeating the last frame."""
-        return pad_clip(self.video(video_id)[start:stop], length)
-
-    def clips(self, table, length: int) -> np.ndarray:
-        """Stack the clips of a clips.csv table (N rows) into (N, length, ...), one read per video."""
-        out = []
-        for vid, rows in table.groupby("video_id", sort=False):
-            data = self.video(vid)[: int(rows.stop.max())]
-            out.extend(
-                (i, pad_clip(data[s:e], length))
-                for i, s, e in zip(rows.index, rows.start, rows.stop, strict=True)
-            )
-        order = {i: k for k, i in enumerate(table.index)}
-        out.sort(key=lambda pair: order[pair[0]])
-        return np.stack([clip for _, clip in out])
-
     def close(self) -> None:
         for handle in self._handles.values():
             handle.close()
         self._handles.clear()
 
 
-class FusedReader(ClipReader):
+class FusedReader(Clips):
     """Several backbones' features of the same frames side by side (a fused backbone "a+b").
 
     `groups` holds one list of feature files per backbone, in the order of the fused name;
@@ -234,12 +245,6 @@ class FusedReader(ClipReader):
 
     def __init__(self, groups: list[list[str | Path]]):
         self.readers = [ClipReader(paths) for paths in groups]
-        super().__init__([p for paths in groups for p in paths])
-        self.index = {
-            vid: path
-            for vid, path in self.readers[0].index.items()
-            if all(vid in r.index for r in self.readers)
-        }
 
     def video(self, video_id: str) -> np.ndarray:
         parts = [np.asarray(r.video(video_id)[:]) for r in self.readers]
@@ -250,8 +255,12 @@ class FusedReader(ClipReader):
             )
         return np.concatenate(parts, axis=-1)
 
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
 
-class CalibratedReader(ClipReader):
+
+class CalibratedReader(Clips):
     """Clips of another reader, each video's frames standardised per person.
 
     `normalize` (`cv.normalize` or a model's own `normalize`):
@@ -267,18 +276,18 @@ class CalibratedReader(ClipReader):
     Features constant over the calibration frames are only centred.
     """
 
-    def __init__(self, reader: ClipReader, subject_of: dict[str, str], normalize: str):
+    def __init__(self, reader: Clips, subject_of: dict[str, str], normalize: str):
         if normalize not in ("per_subject", "calibrated"):
             raise ValueError(f"unknown normalize {normalize!r}")
         self.reader = reader
-        self.paths, self.index, self._handles = reader.paths, reader.index, {}
         self.subject_of = dict(subject_of)
         sums = {vid: frame_sums(reader.video(vid)) for vid in sorted(self.subject_of)}
         totals: dict[str, np.ndarray] = {}
         for vid, subject in self.subject_of.items():
             totals[subject] = totals.get(subject, 0) + sums[vid]
         if normalize == "calibrated":
-            alone = sorted({s for s in totals if sum(v == s for v in self.subject_of.values()) < 2})
+            videos = Counter(self.subject_of.values())
+            alone = sorted(s for s, n in videos.items() if n < 2)
             if alone:
                 raise ConfigError(
                     f"normalize calibrated standardises each video with its subject's other "
@@ -299,7 +308,7 @@ class CalibratedReader(ClipReader):
 
 def open_reader(
     paths: list[str | Path], normalize: str = "none", subject_of: dict[str, str] | None = None
-) -> ClipReader:
+) -> Clips:
     """A reader of the feature files `paths`: fused when they hold several backbones (grouped
     by their `backbone` attribute, in order of appearance), calibrated per person unless
     `normalize` is none."""
@@ -322,7 +331,7 @@ def frame_sums(frames) -> np.ndarray:
 
 def stats_of(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std from `frame_sums` (added over videos); a std of 0 becomes 1."""
-    n = max(float(sums[0, 0]), 1.0) if sums.size else 1.0
+    n = max(float(sums[0, 0]), 1.0)
     mean = sums[1] / n
     std = np.sqrt(np.maximum(sums[2] / n - np.square(mean), 0.0))
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)

@@ -82,6 +82,12 @@ def test_all_folds_form_an_ensemble(run, tmp_path):
     cols = [c for c in mean.columns if c.startswith("p_")]
     np.testing.assert_allclose(mean[cols], (per_fold[0][cols] + per_fold[1][cols]) / 2, atol=1e-6)
     assert len(json.loads((tmp_path / "all/summary.json").read_text())["checkpoints"]) == 2
+    # calibration videos for a model that was not trained calibrated are refused, not ignored
+    model = "results/models/gru/hog"
+    ignored = predict(
+        workdir, video, "--model", model, "--out", tmp_path / "c", "--calibrate", video
+    )
+    assert ignored.returncode == 1 and "--calibrate is for models trained" in ignored.stderr
 
 
 def test_folds_with_their_own_per_fold_backbone_form_an_ensemble(run, tmp_path):

@@ -26,7 +26,7 @@ import numpy as np
 
 from pipeline.catalog import VECTORS
 from pipeline.common import ConfigError
-from pipeline.frontalize import RIGID
+from pipeline.frontalize import RIGID, umeyama
 from pipeline.reference3d import FRONTAL_68
 
 REGIONS = {
@@ -37,20 +37,14 @@ REGIONS = {
 EYE_DISTANCE = float(np.linalg.norm(FRONTAL_68[36:42].mean(0) - FRONTAL_68[42:48].mean(0)))
 
 
-def similarity_to(points: np.ndarray, target: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """(N, 68, 2) point sets, each mapped by the least-squares similarity that takes its `idx`
-    points onto `target[idx]` (Umeyama, no reflection)."""
-    src = points[:, idx]
-    dst = target[idx]
-    mu_s, mu_d = src.mean(1, keepdims=True), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    # complex form of a 2-D similarity: z' = s·e^{iθ}·z
-    za = a[..., 0] + 1j * a[..., 1]
-    zb = b[:, 0] + 1j * b[:, 1]
-    scale_rot = (np.conj(za) * zb).sum(1) / np.maximum((np.abs(za) ** 2).sum(1), 1e-12)
-    z = (points[..., 0] - mu_s[..., 0]) + 1j * (points[..., 1] - mu_s[..., 1])
-    out = scale_rot[:, None] * z
-    return np.stack([out.real + mu_d[0], out.imag + mu_d[1]], -1)
+def align_rigid(points: np.ndarray) -> np.ndarray:
+    """(N, 68, 2) point sets, each moved by the least-squares similarity (`umeyama`) that takes
+    its rigid points onto the reference's."""
+    out = np.empty_like(points)
+    for i, p in enumerate(points):
+        matrix = umeyama(p[RIGID], FRONTAL_68[RIGID])
+        out[i] = p @ matrix[:, :2].T + matrix[:, 2]
+    return out
 
 
 def measures(p: np.ndarray) -> dict[str, np.ndarray]:
@@ -114,7 +108,7 @@ class Geometry:
             raise ValueError(f"geometry takes (N, 68, 2) points, got {points.shape}")
         missing = ~np.isfinite(points).all((1, 2))
         points = np.where(missing[:, None, None], FRONTAL_68, points)
-        aligned = similarity_to(points, FRONTAL_68, RIGID)
+        aligned = align_rigid(points)
         shift = (aligned - FRONTAL_68)[:, self.idx] / EYE_DISTANCE
         named = measures(aligned)
         parts = [shift[..., 0], shift[..., 1], *(named[n][:, None] for n in self.keep)]

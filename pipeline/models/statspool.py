@@ -52,12 +52,17 @@ class StatsPool(MeanPool):
         x = x.float()
         mean = x.mean(1)
         centred = x - mean[:, None]
-        out = {"mean": lambda: mean, "std": lambda: centred.pow(2).mean(1).sqrt()}
-        out["min"], out["max"] = (lambda: x.amin(1)), (lambda: x.amax(1))
-
-        def slope():
-            t = torch.linspace(-1.0, 1.0, x.shape[1], device=x.device)[None, :, None]
-            return (t * centred).sum(1) / (t * t).sum(1).clamp_min(1e-6)
-
-        out["slope"] = slope
-        return torch.cat([out[name]() for name in self.stats], 1)
+        parts = []
+        for name in self.stats:
+            if name == "mean":
+                parts.append(mean)
+            elif name == "std":
+                parts.append(centred.pow(2).mean(1).sqrt())
+            elif name == "min":
+                parts.append(x.amin(1))
+            elif name == "max":
+                parts.append(x.amax(1))
+            else:  # slope of the least-squares line over t in [-1, 1]
+                t = torch.linspace(-1.0, 1.0, x.shape[1], device=x.device)[None, :, None]
+                parts.append((t * centred).sum(1) / (t * t).sum(1).clamp_min(1e-6))
+        return torch.cat(parts, 1)
