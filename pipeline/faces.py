@@ -207,21 +207,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    setup_logging()
-    set_threads(args.threads)
-    params = {**DEFAULTS, **parse_params(args.params)}
-    videos = read_csv(args.videos)
-    mine = videos[[shard_of(v, args.shards) == args.shard for v in videos.video_id]]
-    detector = Detector(params)
+def detect_shard(
+    videos,
+    out: str,
+    params: dict,
+    on_error: str = "skip",
+    detector: Detector | None = None,
+    **attrs,
+) -> tuple[int, int, dict]:
+    """Detect the faces of `videos` (rows of videos.csv) into the shard file `out` (file attrs
+    `attrs` and params), resuming from its parts; return (frames, frames with a face, skipped).
+    """
+    detector = detector or Detector(params)
     n_frames = n_valid = 0
-    resume = Resume(args.out, {"stage": "detect_faces", "params": params})
-    with shard_writer(args.out, shard=args.shard, shards=args.shards, params=params) as (
-        f,
-        skipped,
-    ):
-        for rec in mine.sort_values("video_id").to_dict("records"):
+    resume = Resume(out, {"stage": "detect_faces", "params": params})
+    with shard_writer(out, **attrs, params=params) as (f, skipped):
+        for rec in videos.sort_values("video_id").to_dict("records"):
             vid = rec["video_id"]
             extra = [repr(sorted(rec.items())), file_state(rec["path"])]
             if resume.restore(vid, f, skipped, extra):
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         f"{rec['path']}: no face found in any of {len(arrays['valid'])} frames"
                     )
             except VideoError as err:
-                if args.on_error == "fail":
+                if on_error == "fail":
                     raise
                 log.warning("skipping %s: %s", rec["video_id"], err)
                 skipped[rec["video_id"]] = str(err)
@@ -260,6 +261,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             n_valid += int(arrays["valid"].sum())
             resume.save(vid, f, skipped, extra)
     resume.clear()
+    return n_frames, n_valid, skipped
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    set_threads(args.threads)
+    params = {**DEFAULTS, **parse_params(args.params)}
+    videos = read_csv(args.videos)
+    mine = videos[[shard_of(v, args.shards) == args.shard for v in videos.video_id]]
+    n_frames, n_valid, skipped = detect_shard(
+        mine, args.out, params, args.on_error, shard=args.shard, shards=args.shards
+    )
     rate = n_valid / max(n_frames, 1)
     log.info(
         "shard %d: %d videos, %d frames, face in %.1f %%, %d skipped",

@@ -392,24 +392,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    setup_logging()
-    params = {**DEFAULTS, **parse_params(args.params)}
+def frontalize_shard(
+    videos, faces_path: str, out_path: str, montages: Path, params: dict, on_error: str = "skip"
+) -> dict:
+    """Align every video of the shard `faces_path` (rows of `videos` indexed by video_id) into
+    `out_path`, one montage per video in `montages`, resuming from its parts; return skipped."""
     method = params["method"]
     if method not in METHODS:
         raise ValueError(f"unknown frontalize.method {method!r}; known: {', '.join(METHODS)}")
     size = int(params["crop_size"])
     frontalizer = Frontalizer(size, params["symmetry"])
-    videos = read_csv(args.videos).set_index("video_id", drop=False)
-    montages = Path(args.montages)
+    montages = Path(montages)
     montages.mkdir(parents=True, exist_ok=True)
     resume = Resume(
-        args.out, {"stage": "frontalize", "params": params, "faces": file_state(args.faces)}
+        out_path, {"stage": "frontalize", "params": params, "faces": file_state(faces_path)}
     )
     with (
-        h5py.File(args.faces, "r") as faces,
-        shard_writer(args.out, params=params) as (out, skipped),
+        h5py.File(faces_path, "r") as faces,
+        shard_writer(out_path, params=params) as (out, skipped),
     ):
         for vid in faces:
             det = faces[vid]
@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     rec["path"], det, size, method, frontalizer, decode_options(rec), group
                 )
             except VideoError as err:
-                if args.on_error == "fail":
+                if on_error == "fail":
                     raise
                 del out[vid]
                 log.warning("skipping %s: %s", vid, err)
@@ -442,7 +442,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             montage(group["frames"], valid, montages / f"{vid}.png")
             resume.save(vid, out, skipped, extra)
     resume.clear()
-    log.info("aligned %s (%s): %d skipped", args.out, method, len(skipped))
+    return skipped
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    params = {**DEFAULTS, **parse_params(args.params)}
+    videos = read_csv(args.videos).set_index("video_id", drop=False)
+    skipped = frontalize_shard(
+        videos, args.faces, args.out, Path(args.montages), params, args.on_error
+    )
+    log.info("aligned %s (%s): %d skipped", args.out, params["method"], len(skipped))
 
 
 if __name__ == "__main__":
