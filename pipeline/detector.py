@@ -17,6 +17,8 @@ from pipeline.tracking import Face, iou
 
 ROI_FACE = 64  # face width, in pixels, that a search near the previous face rescales to
 ROI_MARGIN = 1.2  # half-side of that search region, in face widths
+ROI_MIN_FACE = 48  # smallest face looked for there: a face shrunk by a quarter since; smaller
+# is a full search's job (each pyramid level below costs as much as all the others together)
 
 DEFAULTS = {
     "detector": "mtcnn",
@@ -29,6 +31,7 @@ DEFAULTS = {
     "max_motion": 0.15,
     "max_gap": 5,
     "landmarks": "dlib",
+    "landmark_every": 2,
     "landmark_model": None,
     "smooth": 1.0,
     "device": "auto",
@@ -119,7 +122,7 @@ class Detector:
             (max(12, round((x1 - x0) * scale)), max(12, round((y1 - y0) * scale))),
             interpolation=cv2.INTER_AREA,
         )
-        boxes, scores, landmarks = self._net(ROI_FACE // 2).detect(crop, landmarks=True)
+        boxes, scores, landmarks = self._net(ROI_MIN_FACE).detect(crop, landmarks=True)
         if boxes is not None:
             offset = np.array([x0, y0], np.float32)
             boxes = np.asarray(boxes, np.float32) / scale + np.tile(offset, 2)

@@ -135,6 +135,7 @@ class Frontalizer:
         self.mask = ref.head_mask(size)
         self.coarse = to_object(ref.dense_surface(COARSE).reshape(-1, 3))
         self.coarse_mask = ref.head_mask(COARSE)
+        self.guess: tuple[np.ndarray, np.ndarray] | None = None
 
     @staticmethod
     def camera(shape: tuple[int, ...]) -> np.ndarray:
@@ -142,19 +143,35 @@ class Frontalizer:
         focal = 1.2 * max(height, width)
         return np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], np.float64)
 
+    def reset(self) -> None:
+        """Forget the previous frame's pose (a new video starts)."""
+        self.guess = None
+
     def fit(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
-        """(rvec, tvec, camera matrix) placing the reference on 68 frame landmarks."""
+        """(rvec, tvec, camera matrix) placing the reference on 68 frame landmarks: refined from
+        the previous fit's pose (frames of one video, in order) when there is one, else EPnP then
+        refined."""
         import cv2
 
         image = np.ascontiguousarray(landmarks68[INNER], np.float64)
         matrix = self.camera(shape)
-        ok, rvec, tvec = cv2.solvePnP(self.points, image, matrix, None, flags=cv2.SOLVEPNP_EPNP)
-        if ok:
+        ok = False
+        if self.guess is not None:  # the previous frame's pose: one refinement, not two fits
+            rvec, tvec = (a.copy() for a in self.guess)
             ok, rvec, tvec = cv2.solvePnP(
                 self.points, image, matrix, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
             )
+            ok = ok and tvec[2, 0] > 0
+        if not ok:
+            ok, rvec, tvec = cv2.solvePnP(self.points, image, matrix, None, flags=cv2.SOLVEPNP_EPNP)
+            if ok:
+                ok, rvec, tvec = cv2.solvePnP(
+                    self.points, image, matrix, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
+                )
         if not ok or tvec[2, 0] <= 0:
+            self.guess = None
             raise VideoError("camera fit failed")
+        self.guess = (rvec, tvec)
         return rvec, tvec, matrix
 
     def project(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
@@ -320,6 +337,7 @@ def frontalize_video(
     pose = {k: np.full(n, np.nan, np.float32) for k in ("yaw", "pitch", "roll", "visible")}
     points = np.full((n, 68, 2), np.nan, np.float32) if lm68 is not None else None
     cropped = bool(det.attrs.get("cropped", False))
+    frontalizer.reset()
     t = 0
     for batch in batched(iter_frames(path, **decode), 16):
         batch = batch[: max(0, n - t)]
