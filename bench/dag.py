@@ -1,6 +1,6 @@
 """Benchmark of the DAG itself: planning 20,000 videos, and a no-op rerun of the demo.
 
-    .venv/bin/python bench/dag.py [--videos 20000] [--shards 64]
+    .venv/bin/python bench/dag.py [--videos 20000] [--shards 64] [--probe-videos 2000] [--real DIR]
 
 1. A generated label sheet of `--videos` videos (1,000 subjects, 7 labels; the files need
    not exist for planning) in a temporary folder, with the demo's config, `shards` set to
@@ -9,12 +9,17 @@
    not grow with the number of videos (the same plan is made for 120 videos as a baseline).
 2. `snakemake --cores 8 results/report.html` in the repository when the demo is complete
    (after `make report`): a no-op rerun. Target: < 5 s.
+3. Probing: the `dataset` stage (`python -m pipeline.datasets.sheet`, which validates the sheet
+   and decodes every video to count its frames) on `--probe-videos` short generated videos
+   (48 frames, 160×120), with one thread and with one per core: wall time and the cost per
+   video. `--real DIR` times it on a folder of real videos too (e.g. ../shared/data/j-dev).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import subprocess
 import sys
 import tempfile
@@ -60,10 +65,60 @@ def plan(videos: int, shards: int) -> tuple[float, dict[str, int]]:
         return seconds, job_counts(out)
 
 
+def probe_stage(paths: list[str], threads: int, tmp: Path) -> float:
+    """Wall time of the dataset stage, as its rule runs it, on a sheet of `paths`."""
+    sheet = tmp / "probe-sheet.csv"
+    with open(sheet, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "subject", "label"])
+        for i, path in enumerate(paths):
+            writer.writerow([path, f"s{i % 50:02d}", LABELS[i % 7]])
+    cmd = [sys.executable, "-m", "pipeline.datasets.sheet", "--sheet", str(sheet)]
+    cmd += ["--out", str(tmp / "videos.csv"), "--skipped", str(tmp / "skipped.csv")]
+    t0 = time.perf_counter()
+    subprocess.run([*cmd, "--threads", str(threads)], check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def probing(n: int, real: str | None) -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from pipeline.video import write_video
+
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ramp = np.linspace(0, 255, 160, dtype=np.float32)
+        paths = []
+        for i in range(n):
+            frames = (
+                np.full((120, 160, 3), (ramp + 5 * t + i) % 256, np.float32).astype(np.uint8)
+                for t in range(48)
+            )
+            path = tmp / f"v{i:05d}.mp4"
+            write_video(path, frames, fps=30)
+            paths.append(str(path))
+        sets = [(f"{n} generated videos (48 frames, 160x120)", paths)]
+        if real:
+            found = sorted(str(p.resolve()) for p in Path(real).rglob("*.mp4"))
+            sets.append((f"{len(found)} videos of {real}", found))
+        for name, files in sets:
+            one = probe_stage(files, 1, tmp)
+            many = probe_stage(files, cores, tmp)
+            print(
+                f"dataset stage on {name}: {one:.1f} s with 1 thread "
+                f"({1000 * one / len(files):.1f} ms per video), {many:.1f} s with {cores} "
+                f"({one / many:.2f}x)"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=20000)
     ap.add_argument("--shards", type=int, default=64)
+    ap.add_argument("--probe-videos", type=int, default=2000, help="0: skip the probe part")
+    ap.add_argument("--real", help="a folder of real videos to probe too")
     args = ap.parse_args()
 
     base_s, base_jobs = plan(120, args.shards)
@@ -81,6 +136,8 @@ def main() -> None:
         print(f"no-op rerun of the demo: {seconds:.1f} s ({state}; target < 5 s)")
     else:
         print("no-op rerun of the demo: skipped, run `make report` first")
+    if args.probe_videos > 0:
+        probing(args.probe_videos, args.real)
 
 
 if __name__ == "__main__":

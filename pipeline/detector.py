@@ -17,6 +17,7 @@ from pipeline.tracking import Face, iou
 
 ROI_FACE = 64  # face width, in pixels, that a search near the previous face rescales to
 ROI_MARGIN = 1.2  # half-side of that search region, in face widths
+FOLLOW_STEPS = 2  # O-net passes that follow a face from its previous box
 ROI_MIN_FACE = 48  # smallest face looked for there: a face shrunk by a quarter since; smaller
 # is a full search's job (each pyramid level below costs as much as all the others together)
 
@@ -129,10 +130,45 @@ class Detector:
             landmarks = np.asarray(landmarks, np.float32) / scale + offset
         return self._faces(boxes, scores, landmarks)
 
+    def follow(self, frame: np.ndarray, previous: Face) -> Face | None:
+        """MTCNN's last stage (O-net) alone on the square around `previous`, twice: its box
+        regression moves the square onto the face, its score says whether a face is still
+        there. None when the score is below `min_confidence` (or the square left the frame).
+        About 1 ms, against 10 for a search of the region around the face."""
+        import cv2
+        import torch
+
+        onet = self._net(ROI_MIN_FACE).onet
+        box = np.asarray(previous.box, np.float64)
+        height, width = frame.shape[:2]
+        for _ in range(FOLLOW_STEPS):
+            side = max(box[2] - box[0], box[3] - box[1])
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+            x1, y1 = min(width, int(cx + side / 2)), min(height, int(cy + side / 2))
+            if x1 - x0 < 12 or y1 - y0 < 12:
+                return None
+            patch = cv2.resize(frame[y0:y1, x0:x1], (48, 48), interpolation=cv2.INTER_AREA)
+            data = torch.from_numpy(patch).permute(2, 0, 1)[None].float()
+            with torch.inference_mode():
+                reg, points, prob = onet(((data - 127.5) * 0.0078125).to(self.device))
+            reg, points = reg[0].cpu().numpy(), points[0].cpu().numpy()
+            w, h = x1 - x0, y1 - y0
+            box = np.array([x0 + reg[0] * w, y0 + reg[1] * h, x1 + reg[2] * w, y1 + reg[3] * h])
+            landmarks = np.stack([x0 + w * points[:5], y0 + h * points[5:]], axis=1)
+        score = float(prob[0, 1])
+        if score < self.p["min_confidence"]:
+            return None
+        return Face(box.astype(np.float32), score, landmarks.astype(np.float32), 1)
+
     def detect(self, frame: np.ndarray, previous: Face | None, full: bool = False) -> list[Face]:
-        """Near `previous` when there is one (and `full` is not asked); a full search when that
-        finds nothing continuing `previous`."""
+        """Near `previous` when there is one (and `full` is not asked): followed with O-net,
+        else searched in the region around it; a full search when neither finds the face
+        continuing `previous`."""
         if previous is not None and not full:
+            face = self.follow(frame, previous)
+            if face is not None and iou(previous.box, face.box[None])[0] > 0.3:
+                return [face]
             faces = self.detect_near(frame, previous)
             if any(iou(previous.box, f.box[None])[0] > 0.3 for f in faces):
                 return faces

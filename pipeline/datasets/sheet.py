@@ -33,7 +33,7 @@ from pipeline.common import (
     setup_logging,
     write_csv_atomic,
 )
-from pipeline.video import probe
+from pipeline.video import VideoInfo, probe
 
 log = logging.getLogger(__name__)
 
@@ -143,20 +143,43 @@ def read_sheet(
     return pd.DataFrame.from_records(records)
 
 
+def _probe(args: tuple) -> tuple[VideoInfo | None, str | None]:
+    """probe() of one video in a worker: (info, None) or (None, the reason it cannot be used)."""
+    path, folder_fps, target_fps = args
+    try:
+        return probe(path, folder_fps=folder_fps, target_fps=target_fps), None
+    except VideoError as err:
+        return None, str(err)
+
+
 def probe_videos(
-    sheet: pd.DataFrame, folder_fps: float, on_error: str, target_fps: float | None = None
+    sheet: pd.DataFrame,
+    folder_fps: float,
+    on_error: str,
+    target_fps: float | None = None,
+    jobs: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add fps, n_frames, width, height (as decoded: upright, after target_fps), source_fps,
-    target_fps, rotation; return (usable videos, skipped videos)."""
+    target_fps, rotation; return (usable videos, skipped videos). Probing decodes every frame;
+    `jobs` > 1 probes that many videos at once in worker processes (same results, same order).
+    """
+    records = sheet.to_dict("records")
+    tasks = [(rec["path"], folder_fps, target_fps) for rec in records]
+    if jobs > 1 and len(tasks) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(jobs, len(tasks)), mp.get_context("spawn")) as pool:
+            results = list(pool.map(_probe, tasks, chunksize=max(1, len(tasks) // (8 * jobs))))
+    else:
+        results = map(_probe, tasks)
     ok, skipped = [], []
-    for rec in sheet.to_dict("records"):
-        try:
-            info = probe(rec["path"], folder_fps=folder_fps, target_fps=target_fps)
-        except VideoError as err:
+    for rec, (info, error) in zip(records, results, strict=True):
+        if error is not None:
             if on_error == "fail":
-                raise
-            log.warning("skipping %s: %s", rec["video_id"], err)
-            skipped.append({**rec, "stage": "dataset", "reason": str(err)})
+                raise VideoError(error)
+            log.warning("skipping %s: %s", rec["video_id"], error)
+            skipped.append({**rec, "stage": "dataset", "reason": error})
             continue
         ok.append(
             {
@@ -181,6 +204,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--skipped", required=True, help="CSV of videos skipped, with reasons")
     ap.add_argument("--params", default="{}", help="the config's `dataset` section as JSON")
     ap.add_argument("--on-error", choices=["skip", "fail"], default="skip")
+    ap.add_argument("--threads", type=int, default=1, help="videos probed at once")
     return ap.parse_args(argv)
 
 
@@ -190,7 +214,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = parse_params(args.params)
     sheet = read_sheet(args.sheet, params.get("root"), params.get("labels"))
     videos, skipped = probe_videos(
-        sheet, params.get("folder_fps", 30.0), args.on_error, params.get("target_fps")
+        sheet,
+        params.get("folder_fps", 30.0),
+        args.on_error,
+        params.get("target_fps"),
+        jobs=args.threads,
     )
     if videos.empty:
         raise SheetError(f"{args.sheet}: none of the {len(sheet)} videos can be decoded")

@@ -28,7 +28,7 @@ rule dataset:
         "logs/dataset.log",
     benchmark:
         "benchmarks/dataset.tsv"
-    threads: 1
+    threads: 8  # videos probed at once (Snakemake lowers it to --cores)
     resources:
         mem_mb=2000,
         runtime=60,
@@ -38,4 +38,4 @@ rule dataset:
     shell:
         "{PY} -m pipeline.datasets.sheet --sheet {input.sheet:q} --out {output.videos:q} "
         "--skipped {output.skipped:q} --params {params.dataset:q} "
-        "--on-error {params.on_error} > {log:q} 2>&1"
+        "--on-error {params.on_error} --threads {threads} > {log:q} 2>&1"
