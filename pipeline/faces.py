@@ -165,7 +165,7 @@ def detect_video(
     for t, frame in enumerate(iter_lazy(path, **(decode or {}))):
         track.grow(t + 1)
         times.append(t / fps if frame.time is None else frame.time)
-        shape = shape or frame.rgb().shape[:2]  # frame 0 is always detected: no extra cost
+        shape = shape or frame.shape
         if crops:
             continue
         if t % every == 0:

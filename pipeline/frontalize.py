@@ -56,7 +56,7 @@ from pipeline.common import (
 )
 from pipeline.reference3d import CENTER, INNER, TEMPLATE_112
 from pipeline.store import Resume, file_state, frame_chunks, shard_writer
-from pipeline.video import batched, decode_options, iter_frames
+from pipeline.video import batched, decode_options, iter_lazy
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +98,34 @@ def fill_nearest(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return landmarks[nearest]
 
 
-def align_frame(frame: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Similarity-warp one RGB frame (H, W, 3) to a (size, size, 3) crop; return it and the
-    head's roll (degrees, clockwise on screen), which the warp removes."""
+def source_region(frame, xy: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """The RGB pixels of `frame` (an RGB array, or a LazyFrame: only that part is converted)
+    that points `xy` (..., 2) sample, with a 2-pixel margin: (array, left, top). Sampling it
+    with BORDER_REPLICATE gives what sampling the whole frame does."""
+    if isinstance(frame, np.ndarray):
+        return frame, 0, 0
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    xy = xy[np.isfinite(xy).all(1)]
+    if not len(xy):
+        return frame.rgb(), 0, 0
+    (x0, y0), (x1, y1) = xy.min(0) - 2, xy.max(0) + 3
+    return frame.region(x0, y0, x1, y1)
+
+
+def align_frame(frame, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Similarity-warp one frame (an RGB array (H, W, 3) or a LazyFrame) to a (size, size, 3)
+    crop; return it and the head's roll (degrees, clockwise on screen), which the warp removes.
+    """
     import cv2
 
     matrix = umeyama(landmarks, TEMPLATE_112 * (size / 112.0))
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    image, left, top = source_region(frame, corners @ inverse[:, :2].T + inverse[:, 2])
+    shifted = matrix.copy()
+    shifted[:, 2] += matrix[:, :2] @ np.array([left, top], np.float64)
     crop = cv2.warpAffine(
-        frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        image, shifted, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     roll = -float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
     return crop, roll
@@ -217,14 +237,20 @@ class Frontalizer:
         back = (cam - tvec.reshape(1, 3)) @ rot  # rot.T applied to each row
         return (back[:, :2] + CENTER).astype(np.float32)
 
-    def warp(self, frame: np.ndarray, landmarks68: np.ndarray) -> tuple[np.ndarray, dict]:
-        """Frontal (size, size, 3) crop of one RGB frame; and its pose and visible fraction."""
+    def warp(self, frame, landmarks68: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Frontal (size, size, 3) crop of one frame (RGB array or LazyFrame); and its pose and
+        visible fraction."""
         import cv2
 
         rot, tvec, matrix, seen, info = self.project(landmarks68, frame.shape)
         xy = project_points(self.surface, rot, tvec, matrix).reshape(self.size, self.size, 2)
+        image, left, top = source_region(frame, xy)
         crop = cv2.remap(
-            frame, xy[..., 0], xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            image,
+            xy[..., 0] - np.float32(left),
+            xy[..., 1] - np.float32(top),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
         )
         if self.symmetry == "soft":
             seen = cv2.resize(seen, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
@@ -339,7 +365,7 @@ def frontalize_video(
     cropped = bool(det.attrs.get("cropped", False))
     frontalizer.reset()
     t = 0
-    for batch in batched(iter_frames(path, **decode), 16):
+    for batch in batched(iter_lazy(path, **decode), 16):
         batch = batch[: max(0, n - t)]
         crops = []
         for j, frame in enumerate(batch):
@@ -396,7 +422,7 @@ def montage(frames: h5py.Dataset, valid: np.ndarray, path: Path, tiles: int = 8,
             face[:2, :, 1:], face[-2:, :, 1:], face[:, :2, 1:], face[:, -2:, 1:] = 0, 0, 0, 0
         strip.append(face)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.concatenate(strip, axis=1)).save(tmp, format="PNG", optimize=True)
+        Image.fromarray(np.concatenate(strip, axis=1)).save(tmp, format="PNG")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
