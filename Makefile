@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CORES ?= 8
+CORES ?= $(shell nproc 2>/dev/null || echo 2)  # one job per core: faster than oversubscribing
 PYTHON ?= python3
 
 .PHONY: report test lint format clean

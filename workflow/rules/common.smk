@@ -27,8 +27,10 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
 
-# The interpreter running Snakemake also runs the stages (the project's .venv).
-PY = shlex.quote(sys.executable)
+# The interpreter running Snakemake also runs the stages (the project's .venv); with
+# `portable`, under kernels that do not depend on the CPU's instruction set.
+PORTABLE_ENV = "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE"
+PY = ("env " + PORTABLE_ENV + " " if config["portable"] else "") + shlex.quote(sys.executable)
 SHARDS = list(range(config["shards"]))
 CV = config["cv"]
 DATASET = config["dataset"]
