@@ -260,3 +260,33 @@ def test_a_crashed_face_shard_resumes_with_its_finished_videos(tmp_path, monkeyp
     assert seen == [str(tmp_path / "v1.mp4"), str(tmp_path / "v2.mp4")]  # v0 was finished
     with h5py.File(tmp_path / "faces.h5") as f:
         assert list(f) == ["v0", "v1", "v2"] and f["v0"]["valid"][:].all()
+
+
+def test_landmarks_between_dlib_runs_are_interpolated(tmp_path):
+    path = tmp_path / "v.mp4"
+    write_video(path, frames(2, 25))
+    common = {"detect_every": 5, "min_face_size": 30, "smooth": 0}
+    every = detect_video(Detector({**common, "landmark_every": 1}), str(path), 25)
+    second = detect_video(Detector({**common, "landmark_every": 2}), str(path), 25)
+    a, b = every["landmarks68"], second["landmarks68"]
+    ran = [t for t in range(25) if t % 2 == 0 or second["detected"][t]]
+    assert np.array_equal(a[ran], b[ran])  # dlib ran there, from the same boxes
+    between = [t for t in range(1, 24) if t not in ran]
+    assert between
+    for t in between:
+        np.testing.assert_allclose(b[t], (a[t - 1] + a[t + 1]) / 2, atol=1e-3)
+    iod = np.linalg.norm(a[:, 36:42].mean(1) - a[:, 42:48].mean(1), axis=1)
+    error = np.linalg.norm(b - a, axis=2).mean(1) / iod
+    assert error.max() < 0.05
+
+
+def test_a_face_is_followed_from_its_previous_box(detector):
+    frame = frames(0, 1)[0]
+    (face,) = detector.detect_full(frame)[:1]
+    size = face.box[2] - face.box[0]
+    moved = Face(face.box + np.array([0.1, 0.05, 0.1, 0.05]) * size, face.score, face.landmarks)
+    followed = detector.follow(frame, moved)
+    assert followed is not None and followed.score >= 0.9
+    assert iou(face.box, followed.box[None])[0] > 0.8
+    assert np.abs(followed.landmarks - face.landmarks).max() < 0.1 * size
+    assert detector.follow(np.zeros_like(frame), moved) is None  # no face there: not followed

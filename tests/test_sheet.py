@@ -68,6 +68,23 @@ def test_undecodable_video_is_skipped_with_its_reason(tmp_path):
     assert "cannot decode" in reasons["bad"] and "0 bytes" in reasons["empty"]
 
 
+def test_parallel_probing_gives_the_serial_result_in_order(tmp_path):
+    for i, n in enumerate([7, 5, 9]):
+        make_video(tmp_path / f"v{i}.mp4", n=n)
+    (tmp_path / "bad.mp4").write_text("this is not a video")
+    (tmp_path / "sheet.csv").write_text(
+        "path,subject,label\nv2.mp4,s1,x\nbad.mp4,s2,y\nv0.mp4,s2,x\nv1.mp4,s3,y\n"
+    )
+    sheet = read_sheet(tmp_path / "sheet.csv")
+    serial = probe_videos(sheet, 30.0, "skip")
+    parallel = probe_videos(sheet, 30.0, "skip", jobs=2)
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.equals(b)
+    assert list(parallel[0].n_frames) == [9, 7, 5] and list(parallel[1].video_id) == ["bad"]
+    with pytest.raises(Exception, match="bad.mp4"):
+        probe_videos(sheet, 30.0, "fail", jobs=2)
+
+
 def test_frame_folder_is_a_video(tmp_path):
     import numpy as np
     from PIL import Image

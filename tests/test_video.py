@@ -79,3 +79,27 @@ def test_target_fps_drops_frames_evenly_and_agrees_with_probe(tmp_path):
         Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)).save(folder / f"f{i}.png")
     kept = [f[0, 0, 0] // 20 for f in iter_frames(folder, target_fps=15, folder_fps=30)]
     assert kept == [0, 2, 4, 6, 8, 10] and probe(folder, 30, 15).n_frames == 6
+
+
+def test_grey_and_regions_come_from_the_planes_like_whole_frame_conversion(tmp_path):
+    import cv2
+
+    from pipeline.video import iter_lazy
+
+    path = tmp_path / "v.mp4"
+    write_video(path, demo.render_subject(0, "anger", 3, (320, 240), np.random.default_rng(0)))
+    for frame in iter_lazy(path):
+        whole = frame._source.to_ndarray(format="rgb24")
+        grey = frame._source.to_ndarray(format="gray")
+        assert np.array_equal(frame.grey(), grey)  # swscale's values, without converting
+        assert frame.shape == (240, 320)
+        for box in [(51.3, 40.7, 180.2, 161.9), (-30, -10, 40, 30), (300, 200, 400, 300)]:
+            part, left, top = frame.region(*box)
+            assert left <= max(0, box[0]) and top <= max(0, box[1])
+            assert left + part.shape[1] >= min(320, box[2]) and top + part.shape[0] >= min(
+                240, box[3]
+            )
+            reference = whole[top : top + part.shape[0], left : left + part.shape[1]]
+            diff = np.abs(part.astype(int) - reference)  # cv2's BT.601 vs swscale's chroma
+            assert diff.max() <= 6 and diff.mean() < 1.5
+        assert cv2.cvtColor(whole, cv2.COLOR_RGB2GRAY).shape == grey.shape

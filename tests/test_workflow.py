@@ -489,3 +489,16 @@ def test_per_subject_normalisation_trains_and_is_labelled_transductive(run, tmp_
          "--params", json.dumps({"cv": {"normalize": "per_subject"}}), "--out", str(metrics)]
     )  # fmt: skip
     assert json.loads(metrics.read_text())["protocol"] == "transductive"
+
+
+def test_portable_runs_every_stage_with_pinned_kernels(run, tmp_path):
+    workdir, root = run
+    config = {**TINY, "portable": True}
+    (workdir / "portable.yaml").write_text(yaml.safe_dump(config))
+    args = ("-n", "-p", "--forcerun", "detect_faces", "--", "results/report.html")
+    portable = snakemake(workdir, root, "--configfile", str(workdir / "portable.yaml"), *args)
+    native = snakemake(workdir, root, *args)
+    assert portable.returncode == 0 and native.returncode == 0, portable.stderr + native.stderr
+    commands = [line for line in portable.stdout.splitlines() if "-m pipeline." in line]
+    assert commands and all("env ATEN_CPU_CAPABILITY=avx2" in c for c in commands)
+    assert "ATEN_CPU_CAPABILITY" not in native.stdout

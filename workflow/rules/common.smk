@@ -28,8 +28,11 @@ except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
 
 # The interpreter running Snakemake also runs the stages (the project's .venv); with
-# `portable`, under kernels that do not depend on the CPU's instruction set.
-PORTABLE_ENV = "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE"
+# `portable`, with PyTorch's, oneDNN's and MKL's kernels pinned to AVX2 (README, Evaluation
+# protocol).
+PORTABLE_ENV = (
+    "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 MKL_CBWR=AVX2"
+)
 PY = ("env " + PORTABLE_ENV + " " if config["portable"] else "") + shlex.quote(sys.executable)
 SHARDS = list(range(config["shards"]))
 CV = config["cv"]
