@@ -30,10 +30,15 @@ except ConfigError as err:
 # The interpreter running Snakemake also runs the stages (the project's .venv); with
 # `portable`, with PyTorch's, oneDNN's and MKL's kernels pinned to AVX2 (README, Evaluation
 # protocol).
-PORTABLE_ENV = (
-    "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 MKL_CBWR=AVX2"
-)
-PY = ("env " + PORTABLE_ENV + " " if config["portable"] else "") + shlex.quote(sys.executable)
+PORTABLE_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "MKL_CBWR": "AVX2",
+}
+PY = shlex.quote(sys.executable)
+if config["portable"]:
+    PY = " ".join(["env", *(f"{k}={v}" for k, v in PORTABLE_ENV.items()), PY])
 SHARDS = list(range(config["shards"]))
 CV = config["cv"]
 DATASET = config["dataset"]
