@@ -33,6 +33,7 @@ DEFAULTS = {
     "max_gap": 5,
     "landmarks": "dlib",
     "landmark_every": 2,
+    "follow": False,
     "landmark_model": None,
     "smooth": 1.0,
     "device": "auto",
@@ -162,13 +163,14 @@ class Detector:
         return Face(box.astype(np.float32), score, landmarks.astype(np.float32), 1)
 
     def detect(self, frame: np.ndarray, previous: Face | None, full: bool = False) -> list[Face]:
-        """Near `previous` when there is one (and `full` is not asked): followed with O-net,
-        else searched in the region around it; a full search when neither finds the face
-        continuing `previous`."""
+        """Near `previous` when there is one (and `full` is not asked): followed with O-net
+        (`follow`), else searched in the region around it; a full search when neither finds the
+        face continuing `previous`."""
         if previous is not None and not full:
-            face = self.follow(frame, previous)
-            if face is not None and iou(previous.box, face.box[None])[0] > 0.3:
-                return [face]
+            if self.p["follow"]:
+                face = self.follow(frame, previous)
+                if face is not None and iou(previous.box, face.box[None])[0] > 0.3:
+                    return [face]
             faces = self.detect_near(frame, previous)
             if any(iou(previous.box, f.box[None])[0] > 0.3 for f in faces):
                 return faces

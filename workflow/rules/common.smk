@@ -40,6 +40,9 @@ PY = shlex.quote(sys.executable)
 if config["portable"]:
     PY = " ".join(["env", *(f"{k}={v}" for k, v in PORTABLE_ENV.items()), PY])
 SHARDS = list(range(config["shards"]))
+# Videos the dataset stage probes at once: up to 8, never more than this machine's cores (a
+# cluster job asks for them: a request larger than a node would never start).
+PROBE_THREADS = min(8, os.cpu_count() or 1)
 CV = config["cv"]
 DATASET = config["dataset"]
 DEMO_DIR = os.path.dirname(configcheck.DEMO_SHEET)

@@ -28,7 +28,7 @@ rule dataset:
         "logs/dataset.log",
     benchmark:
         "benchmarks/dataset.tsv"
-    threads: 8  # videos probed at once (Snakemake lowers it to --cores)
+    threads: PROBE_THREADS
     resources:
         mem_mb=2000,
         runtime=60,
