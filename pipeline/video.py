@@ -179,6 +179,12 @@ class LazyFrame:
         h, w = self._source.height, self._source.width
         return (w, h) if self.rotation in (90, 270) else (h, w)
 
+    def _planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The Y, U, V planes when the frame is upright limited-range yuv420p, else None."""
+        if isinstance(self._source, Path) or self.rotation:
+            return None
+        return _yuv420(self._source)
+
     def region(self, x0: float, y0: float, x1: float, y1: float) -> tuple[np.ndarray, int, int]:
         """RGB uint8 of the part [x0, x1) × [y0, y1) of the frame (clipped to it), and the
         pixel where it starts: (array, left, top). A yuv420p frame converts only that part
@@ -191,9 +197,7 @@ class LazyFrame:
         top = min(max(0, int(np.floor(y0))), height - 1)
         right = min(width, max(int(np.ceil(x1)), left + 1))
         bottom = min(height, max(int(np.ceil(y1)), top + 1))
-        planes = None
-        if not isinstance(self._source, Path) and not self.rotation:
-            planes = _yuv420(self._source)
+        planes = self._planes()
         if planes is None:
             return self.rgb()[top:bottom, left:right], left, top
         left, top = left & ~1, top & ~1  # whole chroma samples
@@ -211,16 +215,12 @@ class LazyFrame:
         """Grey uint8 (H, W): for yuv420p video, the decoded Y plane expanded to full range (the
         values of swscale's conversion, without converting the frame)."""
         if self._grey is None:
-            planes = None
-            if not isinstance(self._source, Path) and not self.rotation:
-                planes = _yuv420(self._source)
-            if planes is not None:
-                import cv2
+            import cv2
 
+            planes = self._planes()
+            if planes is not None:
                 self._grey = cv2.LUT(planes[0], LUMA_TO_GREY)
             elif self._rgb is not None or isinstance(self._source, Path):
-                import cv2
-
                 self._grey = cv2.cvtColor(self.rgb(), cv2.COLOR_RGB2GRAY)
             else:
                 grey = self._source.to_ndarray(format="gray")
