@@ -133,7 +133,7 @@ def detect_video(
         nonlocal last, last_full, pending
         previous = last[1] if last else None
         full = t - last_full >= full_every
-        faces = detector.detect(frame.rgb(), previous, full=full)
+        faces = detector.detect(frame, previous, full=full)
         if full or previous is None:
             last_full = t
         tracker.link(faces)
@@ -146,7 +146,7 @@ def detect_video(
             else:  # motion, a lost face or a cut: detect every frame in between
                 guide = f0
                 for tp, fp in pending:
-                    near = detector.detect(fp.rgb(), guide or previous)
+                    near = detector.detect(fp, guide or previous)
                     tracker.link(near)
                     guide = tracker.choose(tp, near, shape)
                     track.put(tp, guide)
