@@ -68,6 +68,7 @@ from pipeline.video import batched, decode_options, iter_lazy
 log = logging.getLogger(__name__)
 
 DEFAULTS = {"method": "similarity", "crop_size": 112, "symmetry": "none"}
+POSE_BLOCK = 256  # frames whose head poses are fitted together (memory stays flat)
 METHODS = ("similarity", "hassner")
 
 
@@ -91,8 +92,10 @@ def frontalize_video(
     frontalizer: Frontalizer,
     decode: dict,
     out: h5py.Group,
+    tiles: dict | None = None,
 ) -> dict[str, np.ndarray]:
-    """Warp every frame of one video into out["frames"]; return the per-frame pose arrays."""
+    """Warp every frame of one video into out["frames"]; return the per-frame pose arrays.
+    `tiles`, if given, receives the crops of the frames its montage shows (frame → crop)."""
     valid = det["valid"][:]
     n = len(valid)
     landmarks = fill_nearest(det["landmarks"][:], valid)
@@ -117,29 +120,33 @@ def frontalize_video(
     points = np.full((n, 68, 2), np.nan, np.float32) if lm68 is not None else None
     cropped = bool(det.attrs.get("cropped", False))
     frontalizer.reset()
+    posed, first = None, 0  # poses of the frames [first, first + POSE_BLOCK)
+    shown = set(montage_picks(n)) if tiles is not None else set()
     t = 0
     for batch in batched(iter_lazy(path, **decode), 16):
         batch = batch[: max(0, n - t)]
         crops = []
         for j, frame in enumerate(batch):
-            info: dict[str, float] = {}
+            i = t + j
+            if lm68 is not None and not cropped and (posed is None or i >= first + POSE_BLOCK):
+                posed, first = frontalizer.poses(lm68[i : i + POSE_BLOCK], frame.shape), i
+            k = i - first
+            fitted = posed is not None and posed["ok"][k]
             crop = None
-            if lm68 is not None and not cropped:
-                try:
-                    if method == "hassner":
-                        crop, info = frontalizer.warp(frame, lm68[t + j])
-                    else:
-                        info = frontalizer.pose(lm68[t + j], frame.shape)
-                except VideoError:  # a degenerate landmark set: similarity for this frame
-                    info = {}
+            if fitted:  # else (a degenerate landmark set) similarity for this frame
+                for key in ("yaw", "pitch", "roll", "visible"):
+                    pose[key][i] = posed[key][k]
+                points[i] = posed["points"][k]
+                if method == "hassner":
+                    args = (posed["rot"][k], posed["tvec"][k], posed["matrix"], posed["seen"][k])
+                    crop = frontalizer.render(frame, *args)
             if crop is None:
-                crop, roll = align_frame(frame, landmarks[t + j], size)
-                info = info or {"roll": roll}
+                crop, roll = align_frame(frame, landmarks[i], size)
+                if not fitted:
+                    pose["roll"][i] = roll
             crops.append(crop)
-            if "points" in info:
-                points[t + j] = info.pop("points")
-            for key, value in info.items():
-                pose[key][t + j] = value
+            if i in shown:
+                tiles[i] = crop
         if crops:
             frames[t : t + len(crops)] = np.stack(crops)
         t += len(batch)
@@ -160,15 +167,19 @@ def frontalize_video(
     return pose
 
 
-def montage(frames: h5py.Dataset, valid: np.ndarray, path: Path, tiles: int = 8, tile: int = 64):
-    """A strip of `tiles` evenly spaced aligned faces (red frame: no face detected there)."""
+def montage_picks(n: int, tiles: int = 8) -> list[int]:
+    """The frames a montage of a video of n frames shows: `tiles` evenly spaced."""
+    return np.unique(np.linspace(0, n - 1, min(tiles, n)).round().astype(int)).tolist()
+
+
+def montage(frames, valid: np.ndarray, path: Path, tile: int = 64):
+    """A strip of evenly spaced aligned faces (`montage_picks`; red frame: no face detected
+    there). `frames`: the aligned frames, or a mapping from those frames to their crops."""
     import cv2
     from PIL import Image
 
-    n = len(valid)
-    picks = np.unique(np.linspace(0, n - 1, min(tiles, n)).round().astype(int))
     strip = []
-    for t in picks:
+    for t in montage_picks(len(valid)):
         face = cv2.resize(frames[t], (tile, tile), interpolation=cv2.INTER_AREA)
         if not valid[t]:
             face[:2], face[-2:], face[:, :2], face[:, -2:] = 255, 255, 255, 255
@@ -217,9 +228,10 @@ def frontalize_shard(
                     montage(out[vid]["frames"], out[vid]["valid"][:], montages / f"{vid}.png")
                 continue
             group = out.create_group(vid)
+            tiles: dict[int, np.ndarray] = {}
             try:
                 pose = frontalize_video(
-                    rec["path"], det, size, method, frontalizer, decode_options(rec), group
+                    rec["path"], det, size, method, frontalizer, decode_options(rec), group, tiles
                 )
             except VideoError as err:
                 if on_error == "fail":
@@ -236,7 +248,7 @@ def frontalize_shard(
                 group.create_dataset(key, data=values)
             group.attrs["fps"] = det.attrs["fps"]
             group.attrs["method"] = method
-            montage(group["frames"], valid, montages / f"{vid}.png")
+            montage(tiles, valid, montages / f"{vid}.png")
             resume.save(vid, out, skipped, extra)
     resume.clear()
     return skipped

@@ -73,13 +73,17 @@ class Frontalizer:
     """Hassner-style frontalization against the generic 3D face of `pipeline.reference3d`.
 
     Per frame: a camera (rotation, translation; focal length 1.2 × the larger frame side,
-    principal point at the centre) is fitted with `cv2.solvePnP` to the 51 inner landmarks
-    (brows, nose, eyes, mouth; the jaw contour slides along the silhouette as the head turns and
-    is left out) against the same points on the reference. The reference surface behind every
-    pixel of the frontal crop is projected into the frame with that camera and the frame is
-    sampled there. A z-buffer over the projected surface tells which crop pixels were visible;
-    with `symmetry: soft` a pixel seen less well than its mirror is blended toward the mirror
-    in proportion (Hassner et al., CVPR 2015, soft symmetry).
+    principal point at the centre) is fitted to the 51 inner landmarks (brows, nose, eyes,
+    mouth; the jaw contour slides along the silhouette as the head turns and is left out)
+    against the same points on the reference with `cv2.solvePnP`. The reference surface behind every pixel of the frontal crop is
+    projected into the frame with that camera and the frame is sampled there. A z-buffer over
+    the projected surface tells which crop pixels were visible; with `symmetry: soft` a pixel
+    seen less well than its mirror is blended toward the mirror in proportion (Hassner et al.,
+    CVPR 2015, soft symmetry).
+
+    Frames of one video come in blocks (`poses`): each camera is fitted from the previous
+    frame's, the rest (visibility, angles, frontal points) is computed for the whole block at
+    once.
     """
 
     def __init__(self, size: int, symmetry: str = "none"):
@@ -106,13 +110,16 @@ class Frontalizer:
         self.guess = None
 
     def fit(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
-        """(rvec, tvec, camera matrix) placing the reference on 68 frame landmarks: refined from
-        the previous fit's pose (frames of one video, in order) when there is one, else EPnP then
-        refined."""
+        """(rvec, tvec, camera matrix) placing the reference on one frame's 68 landmarks with
+        cv2.solvePnP: refined from the previous fit's pose (frames of one video, in order) when
+        there is one, else EPnP then refined."""
         import cv2
 
         image = np.ascontiguousarray(landmarks68[INNER], np.float64)
         matrix = self.camera(shape)
+        if not np.isfinite(image).all():  # solvePnP would keep its starting pose
+            self.guess = None
+            raise VideoError("camera fit failed: landmarks missing")
         ok = False
         if self.guess is not None:  # the previous frame's pose: one refinement, not two fits
             rvec, tvec = (a.copy() for a in self.guess)
@@ -126,61 +133,89 @@ class Frontalizer:
                 ok, rvec, tvec = cv2.solvePnP(
                     self.points, image, matrix, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
                 )
-        if not ok or tvec[2, 0] <= 0:
+        if not ok or tvec[2, 0] <= 0 or not np.isfinite(tvec).all():
             self.guess = None
             raise VideoError("camera fit failed")
         self.guess = (rvec, tvec)
         return rvec, tvec, matrix
 
-    def project(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
-        """Fit the camera; return (rotation, translation, camera matrix, visibility map on a
-        COARSE × COARSE grid of the crop, pose: yaw, pitch, roll, the visible fraction and
-        `points`, the landmarks undone of the pose (see `frontal_points`))."""
+    def poses(self, landmarks68: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Camera and head pose of consecutive frames of one video from their (T, 68, 2)
+        landmarks: `ok` (T,) the fit succeeded (else NaN below), `rot` (T, 3, 3) and `tvec`
+        (T, 3) the reference's rotation and position, `matrix` the camera, `seen` (T, COARSE,
+        COARSE) the visibility map, `yaw`, `pitch`, `roll`, `visible` (T,) and `points`
+        (T, 68, 2), the landmarks undone of pose (see `frontal_points`)."""
         import cv2
 
-        rvec, tvec, matrix = self.fit(landmarks68, shape)
-        rot, _ = cv2.Rodrigues(rvec)
-        seen = self.visibility(rot, tvec, matrix)
-        info = {
-            **pose_angles(rot, tvec.ravel()),
-            "visible": float(seen[self.coarse_mask].mean()),
-            "points": self.frontal_points(landmarks68, rvec, tvec, matrix),
+        lm = np.asarray(landmarks68, np.float64).reshape(-1, 68, 2)
+        n = len(lm)
+        matrix = self.camera(shape)
+        rot = np.full((n, 3, 3), np.nan)
+        tvec = np.full((n, 3), np.nan)
+        rigid = (np.full((n, 3, 3), np.nan), np.full((n, 3), np.nan))
+        ok = np.zeros(n, bool)
+        for t in range(n):
+            try:
+                rvec, tv, _ = self.fit(lm[t], shape)
+            except VideoError:
+                continue
+            ok[t] = True
+            rot[t], tvec[t] = cv2.Rodrigues(rvec)[0], tv.ravel()
+            # the pose refined on the rigid points alone, for `frontal_points`
+            image = np.ascontiguousarray(lm[t, RIGID])
+            guess = (rvec.copy(), tv.copy(), True, cv2.SOLVEPNP_ITERATIVE)
+            done, r, tr = cv2.solvePnP(self.all_points[RIGID], image, matrix, None, *guess)
+            if not (done and tr[2, 0] > 0):  # keep the fit on all inner points
+                r, tr = rvec, tv
+            rigid[0][t], rigid[1][t] = cv2.Rodrigues(r)[0], tr.ravel()
+        out = {
+            "ok": ok,
+            "rot": rot,
+            "tvec": tvec,
+            "matrix": matrix,
+            "seen": np.full((n, COARSE, COARSE), np.nan, np.float32),
+            "points": np.full((n, 68, 2), np.nan, np.float32),
+            **{k: np.full(n, np.nan) for k in ("yaw", "pitch", "roll", "visible")},
         }
-        return rot, tvec, matrix, seen, info
+        if ok.any():
+            seen = self.visibility(rot[ok], tvec[ok], matrix)
+            out["seen"][ok] = seen
+            out["visible"][ok] = seen[:, self.coarse_mask].mean(1)
+            for key, value in pose_angles_many(rot[ok], tvec[ok]).items():
+                out[key][ok] = value
+            out["points"][ok] = self.frontal_points(lm[ok], rigid[0][ok], rigid[1][ok], matrix)
+        return out
 
     def pose(self, landmarks68: np.ndarray, shape: tuple[int, ...]) -> dict:
-        """Yaw, pitch, roll (degrees), visible fraction and frontal `points`, without warping."""
-        return self.project(landmarks68, shape)[-1]
+        """One frame's yaw, pitch, roll (degrees), visible fraction and frontal `points`."""
+        out = self.poses(landmarks68, shape)
+        if not out["ok"][0]:
+            raise VideoError("camera fit failed")
+        info = {k: float(out[k][0]) for k in ("yaw", "pitch", "roll", "visible")}
+        return {**info, "points": out["points"][0]}
 
-    def frontal_points(self, landmarks68, rvec, tvec, matrix) -> np.ndarray:
-        """(68, 2) frame landmarks → where they lie on a frontal face, in reference coordinates.
+    def frontal_points(self, landmarks68, rot, tvec, matrix) -> np.ndarray:
+        """(T, 68, 2) frame landmarks → where they lie on a frontal face, in reference
+        coordinates, under poses (T, 3, 3), (T, 3) fitted to the rigid points (nose, eye
+        corners: what an expression does not move; see `poses`), so that raised brows or an
+        open mouth are not taken for a nod.
 
-        The pose is refined on the rigid points only (nose, eye corners: what an expression
-        does not move), so that raised brows or an open mouth are not taken for a nod. Each
-        landmark is then moved back along its camera ray to the depth its reference point has
+        Each landmark is moved back along its camera ray to the depth its reference point has
         under that pose and rotated back to frontal: the head's rotation, position and scale
         are gone, what the face does stays, up to the depth the reference cannot know.
         """
+        lm = np.asarray(landmarks68, np.float64)
+        depth = (self.all_points @ rot.transpose(0, 2, 1) + tvec[:, None])[..., 2]
+        rays = np.concatenate([lm, np.ones(lm.shape[:2] + (1,))], axis=2)
+        cam = rays @ np.linalg.inv(matrix).T * depth[..., None]
+        back = (cam - tvec[:, None]) @ rot  # each frame's rot.T applied to each row
+        return (back[..., :2] + CENTER).astype(np.float32)
+
+    def render(self, frame, rot, tvec, matrix, seen) -> np.ndarray:
+        """The frontal (size, size, 3) crop of one frame (RGB array or LazyFrame) under a pose
+        from `poses` (rot (3, 3), tvec (3,), the camera, the visibility map)."""
         import cv2
 
-        image = np.ascontiguousarray(np.asarray(landmarks68, np.float64)[RIGID])
-        guess = (rvec.copy(), tvec.copy(), True, cv2.SOLVEPNP_ITERATIVE)
-        ok, r, t = cv2.solvePnP(self.all_points[RIGID], image, matrix, None, *guess)
-        if ok and t[2, 0] > 0:  # else keep the fit on all inner points
-            rvec, tvec = r, t
-        rot, _ = cv2.Rodrigues(rvec)
-        depth = (self.all_points @ rot.T + tvec.reshape(1, 3))[:, 2]
-        rays = np.column_stack([np.asarray(landmarks68, np.float64), np.ones(len(depth))])
-        cam = np.linalg.solve(matrix, rays.T).T * depth[:, None]
-        back = (cam - tvec.reshape(1, 3)) @ rot  # rot.T applied to each row
-        return (back[:, :2] + CENTER).astype(np.float32)
-
-    def warp(self, frame, landmarks68: np.ndarray) -> tuple[np.ndarray, dict]:
-        """Frontal (size, size, 3) crop of one frame (RGB array or LazyFrame); and its pose and
-        visible fraction."""
-        import cv2
-
-        rot, tvec, matrix, seen, info = self.project(landmarks68, frame.shape)
         xy = project_points(self.surface, rot, tvec, matrix).reshape(self.size, self.size, 2)
         image, left, top = source_region(frame, xy)
         crop = cv2.remap(
@@ -193,35 +228,80 @@ class Frontalizer:
         if self.symmetry == "soft":
             seen = cv2.resize(seen, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
             crop = soft_symmetry(crop, seen, self.mask)
-        return crop, info
+        return crop
+
+    def warp(self, frame, landmarks68: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Frontal (size, size, 3) crop of one frame (RGB array or LazyFrame); and its pose and
+        visible fraction."""
+        out = self.poses(landmarks68, frame.shape)
+        if not out["ok"][0]:
+            raise VideoError("camera fit failed")
+        crop = self.render(frame, out["rot"][0], out["tvec"][0], out["matrix"], out["seen"][0])
+        info = {k: float(out[k][0]) for k in ("yaw", "pitch", "roll", "visible")}
+        return crop, {**info, "points": out["points"][0]}
 
     def visibility(self, rot: np.ndarray, tvec: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        """(COARSE, COARSE) float in [0, 1]: how clearly each part of the crop's surface is seen.
+        """(T, COARSE, COARSE) float32 in [0, 1]: how clearly each part of the crop's surface is
+        seen under each pose (rot (T, 3, 3), tvec (T, 3)).
 
         The surface, sampled on a COARSE grid, is projected and binned on an image grid one
         sample wide; a point is seen when no point of its bin is nearer to the camera by more
         than 6 units (≈ 10 mm, so neighbours on a slope do not hide each other). A frontal face
-        is ~99 % visible, one turned 40° ~93 %. The map is blurred a little so symmetry blends
-        smoothly.
+        is ~99 % visible, one turned 40° ~93 %. The map is blurred a little (3 × 3 Gaussian) so
+        symmetry blends smoothly.
         """
-        import cv2
-
-        cam = self.coarse @ rot.T + tvec.reshape(1, 3)
-        xy = project_points(self.coarse, rot, tvec, matrix)
-        cell = max(1.0, (112.0 / COARSE) * matrix[0, 0] / tvec[2, 0])
-        ij = np.floor(xy / cell).astype(np.int64)
-        ij -= ij.min(0)
-        key = ij[:, 1] * (ij[:, 0].max() + 1) + ij[:, 0]
-        nearest = np.full(key.max() + 1, np.inf)
-        np.minimum.at(nearest, key, cam[:, 2])
-        seen = (cam[:, 2] <= nearest[key] + 6.0).astype(np.float32).reshape(COARSE, COARSE)
-        return cv2.GaussianBlur(seen, (3, 3), 0)
+        n = len(rot)
+        cam = self.coarse @ rot.transpose(0, 2, 1) + tvec[:, None]
+        xy = (cam @ matrix.T)[..., :2] / cam[..., 2:3]
+        xy = xy.astype(np.float32)  # as project_points rounds them
+        cell = np.maximum(1.0, (112.0 / COARSE) * matrix[0, 0] / tvec[:, 2])
+        ij = np.floor(xy / cell[:, None, None]).astype(np.int64)
+        ij -= ij.min(1, keepdims=True)
+        key = ij[..., 1] * (ij[..., 0].max(1, keepdims=True) + 1) + ij[..., 0]
+        offset = np.concatenate([[0], np.cumsum(key.max(1) + 1)[:-1]])
+        key = key + offset[:, None]
+        nearest = np.full(int(key.max()) + 1, np.inf)
+        np.minimum.at(nearest, key.ravel(), cam[..., 2].ravel())
+        seen = (cam[..., 2] <= nearest[key] + 6.0).astype(np.float32).reshape(n, COARSE, COARSE)
+        return blur3(seen)
 
 
 def project_points(points, rot, tvec, matrix) -> np.ndarray:
     """Pinhole projection of object points (N, 3) → image points (N, 2) float32."""
     proj = (points @ rot.T + tvec.reshape(1, 3)) @ matrix.T
     return (proj[:, :2] / proj[:, 2:3]).astype(np.float32)
+
+
+def blur3(maps: np.ndarray) -> np.ndarray:
+    """cv2.GaussianBlur(map, (3, 3), 0) of each (H, W) map of a stack (T, H, W): the kernel
+    (1, 2, 1) / 4 both ways, borders reflected without repeating the edge."""
+    out = maps
+    for axis in (1, 2):
+        pad = [(0, 0)] * 3
+        pad[axis] = (1, 1)
+        p = np.pad(out, pad, mode="reflect")
+        lo, mid, hi = (np.take(p, range(k, k + maps.shape[axis]), axis=axis) for k in range(3))
+        out = (lo + 2 * mid + hi) * np.float32(0.25)
+    return out.astype(np.float32)
+
+
+def rotations(rvec: np.ndarray) -> np.ndarray:
+    """Rotation matrices (T, 3, 3) of rotation vectors (T, 3) (Rodrigues' formula)."""
+    rvec = np.asarray(rvec, np.float64).reshape(-1, 3)
+    theta = np.linalg.norm(rvec, axis=1)
+    safe = np.where(theta > 1e-12, theta, 1.0)
+    k = _skew(rvec / safe[:, None])
+    s, c = np.sin(theta)[:, None, None], np.cos(theta)[:, None, None]
+    return np.eye(3) + s * k + (1 - c) * (k @ k)
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """Cross-product matrices (..., 3, 3) of vectors (..., 3): _skew(a) @ b = a × b."""
+    out = np.zeros(v.shape + (3,))
+    out[..., 0, 1], out[..., 0, 2] = -v[..., 2], v[..., 1]
+    out[..., 1, 0], out[..., 1, 2] = v[..., 2], -v[..., 0]
+    out[..., 2, 0], out[..., 2, 1] = -v[..., 1], v[..., 0]
+    return out
 
 
 def to_object(points: np.ndarray) -> np.ndarray:
@@ -257,6 +337,23 @@ def pose_angles(rot: np.ndarray, position: np.ndarray | None = None) -> dict[str
     pitch = np.degrees(np.arctan2(-forward[1], np.hypot(forward[0], forward[2])))
     roll = np.degrees(np.arctan2(right[1], right[0]))
     return {"yaw": float(yaw), "pitch": float(pitch), "roll": float(roll)}
+
+
+def pose_angles_many(rot: np.ndarray, position: np.ndarray) -> dict[str, np.ndarray]:
+    """`pose_angles` of many rotations (T, 3, 3) at positions (T, 3)."""
+    ray = position / np.linalg.norm(position, axis=1, keepdims=True)
+    axis = np.cross(ray, [0.0, 0.0, 1.0])  # rotate each ray onto the optical axis
+    angle = np.arccos(np.clip(ray[:, 2], -1.0, 1.0))
+    norm = np.linalg.norm(axis, axis=1)
+    unit = axis / np.where(norm > 1e-12, norm, 1.0)[:, None]
+    rot = rotations(unit * np.where(norm > 1e-12, angle, 0.0)[:, None]) @ rot
+    forward = -rot[:, :, 2]  # the nose's direction, toward the viewer when frontal
+    right = rot[:, :, 0]
+    return {
+        "yaw": np.degrees(np.arctan2(forward[:, 0], -forward[:, 2])),
+        "pitch": np.degrees(np.arctan2(-forward[:, 1], np.hypot(forward[:, 0], forward[:, 2]))),
+        "roll": np.degrees(np.arctan2(right[:, 1], right[:, 0])),
+    }
 
 
 def soft_symmetry(crop: np.ndarray, seen: np.ndarray, mask: np.ndarray) -> np.ndarray:

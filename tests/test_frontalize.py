@@ -154,3 +154,48 @@ def test_montage_marks_frames_without_a_face(tmp_path):
     strip = np.asarray(Image.open(tmp_path / "m.png"))
     assert strip.shape == (64, 8 * 64, 3)
     assert tuple(strip[0, 0]) == (255, 0, 0) and tuple(strip[0, 64]) == (128, 128, 128)
+
+
+def test_block_poses_match_one_frame_at_a_time_and_skip_a_degenerate_frame():
+    import cv2
+
+    from pipeline.headpose import (
+        Frontalizer,
+        blur3,
+        pose_angles,
+        pose_angles_many,
+        project_points,
+        rotations,
+        to_object,
+    )
+    from pipeline.reference3d import landmarks_3d
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 32, 32)).astype(np.float32)
+    for got, one in zip(blur3(maps), maps, strict=True):
+        np.testing.assert_allclose(got, cv2.GaussianBlur(one, (3, 3), 0), atol=1e-6)
+    rot = rotations(rng.normal(0, 0.4, (5, 3)))
+    position = rng.normal(0, 50, (5, 3)) + [0, 0, 600]
+    many = pose_angles_many(rot, position)
+    for t in range(5):
+        one = pose_angles(rot[t], position[t])
+        assert [many[k][t] for k in one] == pytest.approx(list(one.values()), abs=1e-9)
+
+    front = Frontalizer(112)
+    matrix = front.camera((480, 640))
+    seq = np.stack(
+        [
+            project_points(to_object(landmarks_3d()), r, np.array([10.0, -5.0, 600.0]), matrix)
+            for r in rotations(np.array([[0, a, 0.1 * a] for a in np.linspace(-0.5, 0.5, 6)]))
+        ]
+    )
+    seq[3] = np.nan  # no landmarks: no camera fits that
+    block = front.poses(seq, (480, 640))
+    assert block["ok"].tolist() == [True, True, True, False, True, True]
+    assert np.isnan(block["yaw"][3]) and np.isnan(block["points"][3]).all()
+    for t in (0, 2, 5):
+        front.reset()
+        one = front.pose(seq[t], (480, 640))
+        assert one["yaw"] == pytest.approx(block["yaw"][t], abs=1e-3)
+        np.testing.assert_allclose(one["points"], block["points"][t], atol=1e-3)
+    assert abs(np.sign(np.diff(block["yaw"][[0, 1, 2, 4, 5]])).sum()) == 4  # turning one way
