@@ -10,11 +10,14 @@ Videos: `--videos` generated 640×480 demo-style videos of `--frames` frames, or
    then `frontalize` (MTCNN on downscaled key frames with tracking, dlib 68 landmarks,
    smoothing, similarity alignment with head pose), writing their shard files, resume parts
    and montages to disk. The naive loop decodes every frame and runs full-resolution
-   `MTCNN.detect` on it at the pipeline's `min_face_size` (its default 20 is timed too). Each
+   `MTCNN.detect` on it at the pipeline's `min_face_size` (its default 20 is timed too, and
+   the loop with the stage's own MTCNN implementation, `pipeline.mtcnn`, once each). Each
    side runs in fresh processes that load their models and warm up on the first video before
    a common start: one process with `--threads` threads (torch, ffmpeg decoding), then
    `--threads` processes of one thread each, the videos split between them the same way for
-   both sides. Printed: frames/s of each and both ratios.
+   both sides. The machine's speed drifts from minute to minute, so each side is timed
+   `--rounds` times, the sides in turn; printed: the median frames/s of each, the median of
+   the rounds' ratios and each round's ratio.
 2. Agreement, counted the same way on every frame: a frame agrees when the pipeline's face box
    overlaps one of the naive loop's confident boxes (score >= the pipeline's min_confidence)
    with IoU >= 0.5, or when neither finds a face. Landmark error: the pipeline's 68 points
@@ -117,6 +120,20 @@ def _worker(side: str, videos, threads: int, workdir: str, min_face: int, barrie
         detector = Detector(params)
         stage(warm, Path(workdir) / "warm", detector, params)
         run = lambda: stage(videos, Path(workdir) / "run", detector, params)  # noqa: E731
+    elif side == "naive-cascade":  # the naive loop with the stage's MTCNN implementation
+        from pipeline.mtcnn import Cascade
+
+        cascade = Cascade(params["thresholds"])
+
+        class Net:
+            def detect(self, frame):
+                return cascade.detect(frame, min_face)[:2]
+
+        net = Net()
+        naive(warm.path.iloc[0], net, params["min_confidence"])
+
+        def run():
+            return {v: naive(p, net, params["min_confidence"]) for v, p in videos.path.items()}
     else:
         from facenet_pytorch import MTCNN
 
@@ -269,6 +286,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100, help="frames per generated video")
     ap.add_argument("--threads", type=int, default=2, help="threads of the one process (= cores)")
     ap.add_argument("--long-seconds", type=int, default=180, help="0: skip the memory part")
+    ap.add_argument("--rounds", type=int, default=3, help="times each side is timed, in turn")
     args = ap.parse_args()
 
     from pipeline.detector import DEFAULTS
@@ -289,24 +307,38 @@ def main() -> None:
         frames = int(videos.n_frames.sum())
         min_face = int(DEFAULTS["min_face_size"])
         k = args.threads
-        t_one, _ = timed("pipeline", videos, 1, k, tmp)
-        t_base, (reference,) = timed("naive", videos, 1, k, tmp, min_face)
-        t_shards, _ = timed("pipeline", videos, k, 1, tmp)
-        t_base_shards, _ = timed("naive", videos, k, 1, tmp, min_face)
+        rounds = []  # both sides in turn, `--rounds` times: the machine's speed drifts
+        for r in range(args.rounds):
+            work = tmp / f"round{r}"
+            t_one, _ = timed("pipeline", videos, 1, k, work)
+            t_base, (found,) = timed("naive", videos, 1, k, work, min_face)
+            t_shards, _ = timed("pipeline", videos, k, 1, work)
+            t_base_shards, _ = timed("naive", videos, k, 1, work, min_face)
+            rounds.append((t_one, t_base, t_shards, t_base_shards))
+            if r == 0:
+                reference = found  # the naive loop's boxes: the same every round
+        t_one, t_base, t_shards, t_base_shards = np.median(np.array(rounds), axis=0)
+        ratios = np.array([[b / a, d / c] for a, b, c, d in rounds])
         t_default, _ = timed("naive", videos, 1, k, tmp, 20)
+        t_cascade, _ = timed("naive-cascade", videos, 1, k, tmp, min_face)
         result = {
             "videos": len(videos),
             "frames": frames,
             "size": f"{int(videos.width.iloc[0])}x{int(videos.height.iloc[0])}",
+            "rounds": args.rounds,
             "pipeline_fps_1proc": frames / t_one,
             f"naive_fps_1proc_min_face_{min_face}": frames / t_base,
-            "ratio_1proc": t_base / t_one,
+            "ratio_1proc": float(np.median(ratios[:, 0])),
+            "ratio_1proc_rounds": [round(float(x), 2) for x in ratios[:, 0]],
             f"pipeline_fps_{k}proc": frames / t_shards,
             f"naive_fps_{k}proc_min_face_{min_face}": frames / t_base_shards,
-            f"ratio_{k}proc": t_base_shards / t_shards,
+            f"ratio_{k}proc": float(np.median(ratios[:, 1])),
+            f"ratio_{k}proc_rounds": [round(float(x), 2) for x in ratios[:, 1]],
             "naive_fps_1proc_min_face_20_mtcnn_default": frames / t_default,
+            f"naive_fps_1proc_min_face_{min_face}_stage_mtcnn": frames / t_cascade,
         }
-        result.update(quality(videos, tmp / "pipeline-1p-0" / "run" / "faces.h5", reference))
+        faces = tmp / "round0" / "pipeline-1p-0" / "run" / "faces.h5"
+        result.update(quality(videos, faces, reference))
         if args.long_seconds > 0:  # memory: a 10-second video and a long one (10 s looped)
             result.update(memory(tmp, args.long_seconds))
         report(result, k)
