@@ -199,3 +199,30 @@ def test_block_poses_match_one_frame_at_a_time_and_skip_a_degenerate_frame():
         assert one["yaw"] == pytest.approx(block["yaw"][t], abs=1e-3)
         np.testing.assert_allclose(one["points"], block["points"][t], atol=1e-3)
     assert abs(np.sign(np.diff(block["yaw"][[0, 1, 2, 4, 5]])).sum()) == 4  # turning one way
+
+
+@pytest.mark.parametrize("method", ["similarity", "hassner"])
+def test_montage_tiles_kept_while_aligning_are_the_stored_frames(tmp_path, face_tools, method):
+    import h5py
+
+    from pipeline.datasets import demo
+    from pipeline.faces import detect_video
+    from pipeline.frontalize import Frontalizer, frontalize_video, montage_picks
+    from pipeline.video import write_video
+
+    path = tmp_path / "v.mp4"
+    write_video(path, demo.render_subject(1, "anger", 21, (320, 240), np.random.default_rng(2)))
+    arrays = detect_video(face_tools, str(path))
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        det = f.create_group("faces")
+        for name, values in arrays.items():
+            if name != "cropped":
+                det.create_dataset(name, data=values)
+        tiles: dict = {}
+        decode = {"target_fps": None, "folder_fps": 30.0}
+        out = f.create_group("aligned")
+        pose = frontalize_video(str(path), det, 112, method, Frontalizer(112), decode, out, tiles)
+        assert sorted(tiles) == montage_picks(21) == [0, 3, 6, 9, 11, 14, 17, 20]
+        for t, crop in tiles.items():
+            assert (crop == out["frames"][t]).all()
+        assert np.isfinite(pose["yaw"]).all() and np.isfinite(pose["points"]).all()
