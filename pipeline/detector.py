@@ -35,7 +35,7 @@ DEFAULTS = {
     "max_gap": 5,
     "landmarks": "dlib",
     "landmark_every": 2,
-    "follow": False,
+    "follow": True,
     "landmark_model": None,
     "smooth": 1.0,
     "device": "auto",

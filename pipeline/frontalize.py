@@ -62,12 +62,14 @@ from pipeline.headpose import (  # noqa: F401 (the stage's warps and pose, impor
     to_object,
     umeyama,
 )
+from pipeline.landmarks import five_points
 from pipeline.store import Resume, file_state, frame_chunks, shard_writer
 from pipeline.video import batched, decode_options, iter_lazy
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"method": "similarity", "crop_size": 112, "symmetry": "none"}
+DEFAULTS = {"method": "similarity", "crop_size": 112, "symmetry": "none", "points": "dlib"}
+POINTS = ("dlib", "mtcnn")
 POSE_BLOCK = 256  # frames whose head poses are fitted together (memory stays flat)
 METHODS = ("similarity", "hassner")
 
@@ -93,9 +95,12 @@ def frontalize_video(
     decode: dict,
     out: h5py.Group,
     tiles: dict | None = None,
+    points5: str = "dlib",
 ) -> dict[str, np.ndarray]:
     """Warp every frame of one video into out["frames"]; return the per-frame pose arrays.
-    `tiles`, if given, receives the crops of the frames its montage shows (frame → crop)."""
+    `tiles`, if given, receives the crops of the frames its montage shows (frame → crop).
+    `points5`: the similarity warp's five points from the 68 landmarks (`dlib`, when the video
+    has them) or MTCNN's own (`mtcnn`)."""
     valid = det["valid"][:]
     n = len(valid)
     landmarks = fill_nearest(det["landmarks"][:], valid)
@@ -109,6 +114,9 @@ def frontalize_video(
         )
     if lm68 is not None:
         lm68 = fill_nearest(lm68, valid)
+    cropped = bool(det.attrs.get("cropped", False))
+    if points5 == "dlib" and lm68 is not None and not cropped:
+        landmarks = five_points(lm68)
     frames = out.create_dataset(
         "frames",
         shape=(n, size, size, 3),
@@ -118,7 +126,6 @@ def frontalize_video(
     )
     pose = {k: np.full(n, np.nan, np.float32) for k in ("yaw", "pitch", "roll", "visible")}
     points = np.full((n, 68, 2), np.nan, np.float32) if lm68 is not None else None
-    cropped = bool(det.attrs.get("cropped", False))
     frontalizer.reset()
     posed, first = None, 0  # poses of the frames [first, first + POSE_BLOCK)
     shown = set(montage_picks(n)) if tiles is not None else set()
@@ -208,6 +215,8 @@ def frontalize_shard(
     method = params["method"]
     if method not in METHODS:
         raise ValueError(f"unknown frontalize.method {method!r}; known: {', '.join(METHODS)}")
+    if params.get("points", "dlib") not in POINTS:
+        raise ValueError(f"unknown frontalize.points {params['points']!r}; known: dlib, mtcnn")
     size = int(params["crop_size"])
     frontalizer = Frontalizer(size, params["symmetry"])
     montages = Path(montages)
@@ -231,7 +240,15 @@ def frontalize_shard(
             tiles: dict[int, np.ndarray] = {}
             try:
                 pose = frontalize_video(
-                    rec["path"], det, size, method, frontalizer, decode_options(rec), group, tiles
+                    rec["path"],
+                    det,
+                    size,
+                    method,
+                    frontalizer,
+                    decode_options(rec),
+                    group,
+                    tiles,
+                    params.get("points", "dlib"),
                 )
             except VideoError as err:
                 if on_error == "fail":

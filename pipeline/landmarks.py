@@ -58,6 +58,15 @@ class Landmarker:
         return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
 
 
+def five_points(points68: np.ndarray) -> np.ndarray:
+    """MTCNN's five points (eyes, nose tip, mouth corners; image left first) from 68 iBUG
+    points (..., 68, 2): the centres of the eye contours, the nose tip (30), the mouth corners
+    (48, 54). (..., 5, 2) float32."""
+    p = np.asarray(points68, np.float32)
+    parts = [p[..., 36:42, :].mean(-2), p[..., 42:48, :].mean(-2), p[..., 30, :]]
+    return np.stack([*parts, p[..., 48, :], p[..., 54, :]], axis=-2)
+
+
 def smooth(points: np.ndarray, valid: np.ndarray, sigma: float, runs: np.ndarray | None = None):
     """Gaussian smoothing of (T, K, 2) points over time, within runs of valid frames.
 

@@ -145,6 +145,8 @@ def aligned_features(
     from pipeline.frontalize import Frontalizer, frontalize_video
 
     front = {**FRONT_DEFAULTS, **pres[0]["frontalize"]}
+    if "points" not in pres[0]["frontalize"]:  # trained before frontalize.points existed
+        front["points"] = "mtcnn"
     size = int(front["crop_size"])
     with h5py.File(io.BytesIO(), "w") as mem:
         det = mem.create_group("faces")
@@ -155,7 +157,14 @@ def aligned_features(
                 det.create_dataset(name, data=values)
         group = mem.create_group("aligned")
         pose = frontalize_video(
-            path, det, size, front["method"], Frontalizer(size, front["symmetry"]), decode, group
+            path,
+            det,
+            size,
+            front["method"],
+            Frontalizer(size, front["symmetry"]),
+            decode,
+            group,
+            points5=front["points"],
         )
         for name, values in pose.items():  # `points` feeds the geometry backbone
             group.create_dataset(name, data=values)

@@ -226,3 +226,34 @@ def test_montage_tiles_kept_while_aligning_are_the_stored_frames(tmp_path, face_
         for t, crop in tiles.items():
             assert (crop == out["frames"][t]).all()
         assert np.isfinite(pose["yaw"]).all() and np.isfinite(pose["points"]).all()
+
+
+def test_the_similarity_warp_takes_its_five_points_from_the_68_landmarks(tmp_path, face_tools):
+    import h5py
+
+    from pipeline.datasets import demo
+    from pipeline.faces import detect_video
+    from pipeline.frontalize import Frontalizer, frontalize_video
+    from pipeline.landmarks import five_points
+    from pipeline.reference3d import FRONTAL_68
+    from pipeline.video import write_video
+
+    # the frontal reference's 68 points give its eye centres, nose tip and mouth corners
+    assert np.abs(five_points(FRONTAL_68) - TEMPLATE_112).max() < 4.0
+    path = tmp_path / "v.mp4"
+    write_video(path, demo.render_subject(0, "fear", 12, (320, 240), np.random.default_rng(4)))
+    arrays = detect_video(face_tools, str(path))
+    crops = {}
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        det = f.create_group("faces")
+        for name, values in arrays.items():
+            if name != "cropped":
+                det.create_dataset(name, data=values)
+        decode = {"target_fps": None, "folder_fps": 30.0}
+        for points in ("dlib", "mtcnn"):
+            out = f.create_group(points)
+            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode, out,
+                             points5=points)  # fmt: skip
+            crops[points] = out["frames"][:].astype(float)
+    moved = np.abs(crops["dlib"] - crops["mtcnn"]).mean()
+    assert 0 < moved < 40  # the same face, placed a little differently
