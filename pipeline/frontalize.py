@@ -3,9 +3,13 @@
 `frontalize.method`:
 
 - `similarity` (default): a 5-point similarity transform (rotation, uniform scale,
-  translation; Umeyama's least squares) maps the detected eyes, nose and mouth corners onto a
+  translation; Umeyama's least squares) maps the eyes, nose tip and mouth corners onto a
   canonical template (the ArcFace 112×112 template, scaled to `crop_size`). Fast; removes roll,
-  scale and position but not yaw or pitch.
+  scale and position but not yaw or pitch. The five points (`frontalize.points`) come from the
+  68 dlib landmarks (`dlib`, default: eye-contour centres, nose tip, mouth corners; fitted on
+  every second frame, smoothed) or are MTCNN's own (`mtcnn`: found on key frames only,
+  interpolated between them); on real talking faces the first give crops on which the FER
+  network separates expressions 6-8 points better (README, Faces).
 - `hassner`: in the spirit of Hassner et al., "Effective face frontalization in unconstrained
   images" (CVPR 2015): a camera is fitted to the 68 dlib landmarks against the same points on
   a generic 3D reference face (`pipeline.reference3d`, authored in this project), the reference
