@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 
 DEFAULTS = {"method": "similarity", "crop_size": 112, "symmetry": "none", "points": "dlib"}
 POINTS = ("dlib", "mtcnn")
-POSE_BLOCK = 256  # frames whose head poses are fitted together (memory stays flat)
+POSE_BLOCK = 32  # frames whose head poses are computed together (their arrays stay small)
 METHODS = ("similarity", "hassner")
 
 
