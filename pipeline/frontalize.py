@@ -219,8 +219,9 @@ def frontalize_shard(
     method = params["method"]
     if method not in METHODS:
         raise ValueError(f"unknown frontalize.method {method!r}; known: {', '.join(METHODS)}")
-    if params.get("points", "dlib") not in POINTS:
-        raise ValueError(f"unknown frontalize.points {params['points']!r}; known: dlib, mtcnn")
+    points5 = params.get("points", "dlib")
+    if points5 not in POINTS:
+        raise ValueError(f"unknown frontalize.points {points5!r}; known: {', '.join(POINTS)}")
     size = int(params["crop_size"])
     frontalizer = Frontalizer(size, params["symmetry"])
     montages = Path(montages)
@@ -252,7 +253,7 @@ def frontalize_shard(
                     decode_options(rec),
                     group,
                     tiles,
-                    params.get("points", "dlib"),
+                    points5,
                 )
             except VideoError as err:
                 if on_error == "fail":

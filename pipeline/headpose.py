@@ -75,11 +75,11 @@ class Frontalizer:
     Per frame: a camera (rotation, translation; focal length 1.2 × the larger frame side,
     principal point at the centre) is fitted to the 51 inner landmarks (brows, nose, eyes,
     mouth; the jaw contour slides along the silhouette as the head turns and is left out)
-    against the same points on the reference with `cv2.solvePnP`. The reference surface behind every pixel of the frontal crop is
-    projected into the frame with that camera and the frame is sampled there. A z-buffer over
-    the projected surface tells which crop pixels were visible; with `symmetry: soft` a pixel
-    seen less well than its mirror is blended toward the mirror in proportion (Hassner et al.,
-    CVPR 2015, soft symmetry).
+    against the same points on the reference with `cv2.solvePnP`. The reference surface behind
+    every pixel of the frontal crop is projected into the frame with that camera and the frame
+    is sampled there. A z-buffer over the projected surface tells which crop pixels were
+    visible; with `symmetry: soft` a pixel seen less well than its mirror is blended toward the
+    mirror in proportion (Hassner et al., CVPR 2015, soft symmetry).
 
     Frames of one video come in blocks (`poses`): each camera is fitted from the previous
     frame's, the rest (visibility, angles, frontal points) is computed for the whole block at
@@ -181,7 +181,7 @@ class Frontalizer:
             seen = self.visibility(rot[ok], tvec[ok], matrix)
             out["seen"][ok] = seen
             out["visible"][ok] = seen[:, self.coarse_mask].mean(1)
-            for key, value in pose_angles_many(rot[ok], tvec[ok]).items():
+            for key, value in pose_angles(rot[ok], tvec[ok]).items():
                 out[key][ok] = value
             out["points"][ok] = self.frontal_points(lm[ok], rigid[0][ok], rigid[1][ok], matrix)
         return out
@@ -314,46 +314,33 @@ def to_object(points: np.ndarray) -> np.ndarray:
     return out
 
 
-def pose_angles(rot: np.ndarray, position: np.ndarray | None = None) -> dict[str, float]:
-    """Yaw, pitch, roll in degrees of a head rotation (object → camera).
+def pose_angles(rot: np.ndarray, position: np.ndarray | None = None) -> dict:
+    """Yaw, pitch, roll in degrees of a head rotation (object → camera), (3, 3) → floats, or
+    of a stack of them (T, 3, 3) → arrays (T,).
 
-    Angles are relative to the line of sight to the head at `position` (camera coordinates),
-    so a face looking straight at the camera is frontal wherever it is in the frame.
-    yaw > 0: the face turns toward the image's right; pitch > 0: it looks up; roll > 0: it
-    tilts clockwise on screen. All 0 for a frontal, upright face.
+    Angles are relative to the line of sight to the head at `position` (camera coordinates,
+    (3,) or (T, 3)), so a face looking straight at the camera is frontal wherever it is in the
+    frame. yaw > 0: the face turns toward the image's right; pitch > 0: it looks up; roll > 0:
+    it tilts clockwise on screen. All 0 for a frontal, upright face.
     """
+    single = np.ndim(rot) == 2
+    rot = np.asarray(rot, np.float64).reshape(-1, 3, 3)
     if position is not None:
-        import cv2
-
-        ray = np.asarray(position, np.float64) / np.linalg.norm(position)
-        axis = np.cross(ray, [0.0, 0.0, 1.0])  # rotate the ray onto the optical axis
-        angle = np.arccos(np.clip(ray[2], -1.0, 1.0))
-        norm = np.linalg.norm(axis)
-        if norm > 1e-12:
-            rot = cv2.Rodrigues(axis / norm * angle)[0] @ rot
-    forward = -rot[:, 2]  # the nose's direction, toward the viewer when frontal
-    right = rot[:, 0]
-    yaw = np.degrees(np.arctan2(forward[0], -forward[2]))
-    pitch = np.degrees(np.arctan2(-forward[1], np.hypot(forward[0], forward[2])))
-    roll = np.degrees(np.arctan2(right[1], right[0]))
-    return {"yaw": float(yaw), "pitch": float(pitch), "roll": float(roll)}
-
-
-def pose_angles_many(rot: np.ndarray, position: np.ndarray) -> dict[str, np.ndarray]:
-    """`pose_angles` of many rotations (T, 3, 3) at positions (T, 3)."""
-    ray = position / np.linalg.norm(position, axis=1, keepdims=True)
-    axis = np.cross(ray, [0.0, 0.0, 1.0])  # rotate each ray onto the optical axis
-    angle = np.arccos(np.clip(ray[:, 2], -1.0, 1.0))
-    norm = np.linalg.norm(axis, axis=1)
-    unit = axis / np.where(norm > 1e-12, norm, 1.0)[:, None]
-    rot = rotations(unit * np.where(norm > 1e-12, angle, 0.0)[:, None]) @ rot
+        ray = np.asarray(position, np.float64).reshape(-1, 3)
+        ray = ray / np.linalg.norm(ray, axis=1, keepdims=True)
+        axis = np.cross(ray, [0.0, 0.0, 1.0])  # rotate each ray onto the optical axis
+        angle = np.arccos(np.clip(ray[:, 2], -1.0, 1.0))
+        norm = np.linalg.norm(axis, axis=1)
+        unit = axis / np.where(norm > 1e-12, norm, 1.0)[:, None]
+        rot = rotations(unit * np.where(norm > 1e-12, angle, 0.0)[:, None]) @ rot
     forward = -rot[:, :, 2]  # the nose's direction, toward the viewer when frontal
     right = rot[:, :, 0]
-    return {
+    out = {
         "yaw": np.degrees(np.arctan2(forward[:, 0], -forward[:, 2])),
         "pitch": np.degrees(np.arctan2(-forward[:, 1], np.hypot(forward[:, 0], forward[:, 2]))),
         "roll": np.degrees(np.arctan2(right[:, 1], right[:, 0])),
     }
+    return {k: float(v[0]) for k, v in out.items()} if single else out
 
 
 def soft_symmetry(crop: np.ndarray, seen: np.ndarray, mask: np.ndarray) -> np.ndarray:

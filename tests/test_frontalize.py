@@ -163,7 +163,6 @@ def test_block_poses_match_one_frame_at_a_time_and_skip_a_degenerate_frame():
         Frontalizer,
         blur3,
         pose_angles,
-        pose_angles_many,
         project_points,
         rotations,
         to_object,
@@ -174,12 +173,16 @@ def test_block_poses_match_one_frame_at_a_time_and_skip_a_degenerate_frame():
     maps = rng.random((3, 32, 32)).astype(np.float32)
     for got, one in zip(blur3(maps), maps, strict=True):
         np.testing.assert_allclose(got, cv2.GaussianBlur(one, (3, 3), 0), atol=1e-6)
-    rot = rotations(rng.normal(0, 0.4, (5, 3)))
+    vectors = rng.normal(0, 0.4, (5, 3))
+    rot = rotations(vectors)
     position = rng.normal(0, 50, (5, 3)) + [0, 0, 600]
-    many = pose_angles_many(rot, position)
+    many = pose_angles(rot, position)
     for t in range(5):
+        np.testing.assert_allclose(rot[t], cv2.Rodrigues(vectors[t])[0], atol=1e-12)
         one = pose_angles(rot[t], position[t])
         assert [many[k][t] for k in one] == pytest.approx(list(one.values()), abs=1e-9)
+    turned = pose_angles(rotations(np.array([[0.0, 0.3, 0.0]]))[0], np.array([0.0, 0.0, 600.0]))
+    assert abs(turned["yaw"]) == pytest.approx(np.degrees(0.3)) and turned["roll"] == 0.0
 
     front = Frontalizer(112)
     matrix = front.camera((480, 640))
