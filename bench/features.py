@@ -44,7 +44,10 @@ def make_aligned(path: Path, videos: int, frames: int) -> dict[str, int]:
     import cv2
     import h5py
 
+    from pipeline.frontalize import DEFAULTS
     from pipeline.store import frame_chunks
+
+    compression = None if DEFAULTS["compression"] == "none" else DEFAULTS["compression"]
 
     lengths = {}
     with h5py.File(path, "w") as f:
@@ -56,9 +59,8 @@ def make_aligned(path: Path, videos: int, frames: int) -> dict[str, int]:
                 [cv2.resize(fr[8:112, 28:132], (SIZE, SIZE)) for fr in rendered]
             ).astype(np.uint8)
             g = f.create_group(f"v{v:03d}")
-            g.create_dataset(
-                "frames", data=crops, chunks=frame_chunks(crops.shape), compression="lzf"
-            )
+            chunks = frame_chunks(crops.shape)
+            g.create_dataset("frames", data=crops, chunks=chunks, compression=compression)
             g.create_dataset("valid", data=np.ones(frames, bool))
             g.attrs["fps"] = 30.0
             lengths[f"v{v:03d}"] = frames

@@ -17,22 +17,26 @@ RIGID = np.r_[np.arange(27, 36), [36, 39, 42, 45]]  # nose, eye corners: still i
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transform (2, 3) mapping points src (N, 2) onto dst (N, 2)."""
+    """Least-squares similarity transform (2, 3) mapping points src (N, 2) onto dst (N, 2).
+
+    Umeyama's solution, in the closed form it takes in 2D: a similarity is [[a, -b], [b, a]]
+    plus a translation, and the centred points give a = Σ s·d / Σ|s|², b = Σ s×d / Σ|s|² (no
+    SVD; ~6x faster, the same matrix to rounding). Coincident src points: scale 1, no turn.
+    """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1
-    rot = u @ np.diag(sign) @ vt
-    var = (s**2).sum() / len(src)
-    scale = (sig * sign).sum() / var if var > 0 else 1.0
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rot
-    matrix[:, 2] = mu_d - scale * rot @ mu_s
+    var = float((s * s).sum())
+    if var > 0:
+        a = float((s * d).sum()) / var
+        b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / var
+    else:
+        a, b = 1.0, 0.0
+    linear = np.array([[a, -b], [b, a]])
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = linear
+    matrix[:, 2] = mu_d - linear @ mu_s
     return matrix
 
 
@@ -73,9 +77,11 @@ class Frontalizer:
     """Hassner-style frontalization against the generic 3D face of `pipeline.reference3d`.
 
     Per frame: a camera (rotation, translation; focal length 1.2 × the larger frame side,
-    principal point at the centre) is fitted to the 51 inner landmarks (brows, nose, eyes,
-    mouth; the jaw contour slides along the silhouette as the head turns and is left out)
-    against the same points on the reference with `cv2.solvePnP`. The reference surface behind
+    principal point at the centre) is fitted with `cv2.solvePnP` to the rigid landmarks (nose,
+    eye corners: raised brows or an open mouth are not taken for a nod) against the same
+    points on the reference, starting from the previous frame's camera, or from EPnP on the 51
+    inner landmarks (brows, nose, eyes, mouth; the jaw contour slides along the silhouette as
+    the head turns and is left out) when there is none. The reference surface behind
     every pixel of the frontal crop is projected into the frame with that camera and the frame
     is sampled there. A z-buffer over the projected surface tells which crop pixels were
     visible; with `symmetry: soft` a pixel seen less well than its mirror is blended toward the
@@ -93,6 +99,7 @@ class Frontalizer:
         self.symmetry = symmetry
         self.all_points = to_object(ref.landmarks_3d())
         self.points = self.all_points[INNER]
+        self.rigid = self.all_points[RIGID]
         self.surface = to_object(ref.dense_surface(size).reshape(-1, 3))
         self.mask = ref.head_mask(size)
         self.coarse = to_object(ref.dense_surface(COARSE).reshape(-1, 3))
@@ -110,28 +117,31 @@ class Frontalizer:
         self.guess = None
 
     def fit(self, landmarks68: np.ndarray, shape: tuple[int, ...]):
-        """(rvec, tvec, camera matrix) placing the reference on one frame's 68 landmarks with
-        cv2.solvePnP: refined from the previous fit's pose (frames of one video, in order) when
-        there is one, else EPnP then refined."""
+        """(rvec, tvec, camera matrix) placing the reference on one frame's rigid landmarks
+        (nose, eye corners: what an expression does not move) with cv2.solvePnP: refined from
+        the previous fit's pose (frames of one video, in order) when there is one, else from
+        EPnP on the 51 inner landmarks."""
         import cv2
 
-        image = np.ascontiguousarray(landmarks68[INNER], np.float64)
+        image = np.asarray(landmarks68, np.float64)
         matrix = self.camera(shape)
-        if not np.isfinite(image).all():  # solvePnP would keep its starting pose
+        if not np.isfinite(image[INNER]).all():  # solvePnP would keep its starting pose
             self.guess = None
             raise VideoError("camera fit failed: landmarks missing")
+        rigid = np.ascontiguousarray(image[RIGID])
         ok = False
         if self.guess is not None:  # the previous frame's pose: one refinement, not two fits
             rvec, tvec = (a.copy() for a in self.guess)
             ok, rvec, tvec = cv2.solvePnP(
-                self.points, image, matrix, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
+                self.rigid, rigid, matrix, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
             )
             ok = ok and tvec[2, 0] > 0
         if not ok:
-            ok, rvec, tvec = cv2.solvePnP(self.points, image, matrix, None, flags=cv2.SOLVEPNP_EPNP)
+            inner = np.ascontiguousarray(image[INNER])
+            ok, rvec, tvec = cv2.solvePnP(self.points, inner, matrix, None, flags=cv2.SOLVEPNP_EPNP)
             if ok:
                 ok, rvec, tvec = cv2.solvePnP(
-                    self.points, image, matrix, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
+                    self.rigid, rigid, matrix, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
                 )
         if not ok or tvec[2, 0] <= 0 or not np.isfinite(tvec).all():
             self.guess = None
@@ -139,12 +149,20 @@ class Frontalizer:
         self.guess = (rvec, tvec)
         return rvec, tvec, matrix
 
-    def poses(self, landmarks68: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    def poses(
+        self, landmarks68: np.ndarray, shape: tuple[int, ...], render: bool = False
+    ) -> dict[str, np.ndarray]:
         """Camera and head pose of consecutive frames of one video from their (T, 68, 2)
         landmarks: `ok` (T,) the fit succeeded (else NaN below), `rot` (T, 3, 3) and `tvec`
         (T, 3) the reference's rotation and position, `matrix` the camera, `seen` (T, COARSE,
         COARSE) the visibility map, `yaw`, `pitch`, `roll`, `visible` (T,) and `points`
-        (T, 68, 2), the landmarks undone of pose (see `frontal_points`)."""
+        (T, 68, 2), the landmarks undone of pose (see `frontal_points`).
+
+        With `render`, also the camera to render a frontal crop with (`render_rot`,
+        `render_tvec`, `render_seen`): the rigid fit refined on the 51 inner landmarks, which
+        places the whole reference surface better on the face (the demo portraits turned by
+        ±30°: landmark asymmetry of the crop 2.3-4.5 % of the interocular distance, against
+        3.6-18 % with the rigid points' camera)."""
         import cv2
 
         lm = np.asarray(landmarks68, np.float64).reshape(-1, 68, 2)
@@ -152,7 +170,7 @@ class Frontalizer:
         matrix = self.camera(shape)
         rot = np.full((n, 3, 3), np.nan)
         tvec = np.full((n, 3), np.nan)
-        rigid = (np.full((n, 3, 3), np.nan), np.full((n, 3), np.nan))
+        view = (np.full((n, 3, 3), np.nan), np.full((n, 3), np.nan))
         ok = np.zeros(n, bool)
         for t in range(n):
             try:
@@ -161,13 +179,13 @@ class Frontalizer:
                 continue
             ok[t] = True
             rot[t], tvec[t] = cv2.Rodrigues(rvec)[0], tv.ravel()
-            # the pose refined on the rigid points alone, for `frontal_points`
-            image = np.ascontiguousarray(lm[t, RIGID])
-            guess = (rvec.copy(), tv.copy(), True, cv2.SOLVEPNP_ITERATIVE)
-            done, r, tr = cv2.solvePnP(self.all_points[RIGID], image, matrix, None, *guess)
-            if not (done and tr[2, 0] > 0):  # keep the fit on all inner points
-                r, tr = rvec, tv
-            rigid[0][t], rigid[1][t] = cv2.Rodrigues(r)[0], tr.ravel()
+            if render:
+                inner = np.ascontiguousarray(lm[t, INNER])
+                guess = (rvec.copy(), tv.copy(), True, cv2.SOLVEPNP_ITERATIVE)
+                done, r, tr = cv2.solvePnP(self.points, inner, matrix, None, *guess)
+                if not (done and tr[2, 0] > 0):  # keep the rigid fit
+                    r, tr = rvec, tv
+                view[0][t], view[1][t] = cv2.Rodrigues(r)[0], tr.ravel()
         out = {
             "ok": ok,
             "rot": rot,
@@ -183,7 +201,12 @@ class Frontalizer:
             out["visible"][ok] = seen[:, self.coarse_mask].mean(1)
             for key, value in pose_angles(rot[ok], tvec[ok]).items():
                 out[key][ok] = value
-            out["points"][ok] = self.frontal_points(lm[ok], rigid[0][ok], rigid[1][ok], matrix)
+            out["points"][ok] = self.frontal_points(lm[ok], rot[ok], tvec[ok], matrix)
+        if render:
+            out["render_rot"], out["render_tvec"] = view
+            out["render_seen"] = np.full((n, COARSE, COARSE), np.nan, np.float32)
+            if ok.any():
+                out["render_seen"][ok] = self.visibility(view[0][ok], view[1][ok], matrix)
         return out
 
     def pose(self, landmarks68: np.ndarray, shape: tuple[int, ...]) -> dict:
@@ -233,10 +256,11 @@ class Frontalizer:
     def warp(self, frame, landmarks68: np.ndarray) -> tuple[np.ndarray, dict]:
         """Frontal (size, size, 3) crop of one frame (RGB array or LazyFrame); and its pose and
         visible fraction."""
-        out = self.poses(landmarks68, frame.shape)
+        out = self.poses(landmarks68, frame.shape, render=True)
         if not out["ok"][0]:
             raise VideoError("camera fit failed")
-        crop = self.render(frame, out["rot"][0], out["tvec"][0], out["matrix"], out["seen"][0])
+        args = (out["render_rot"][0], out["render_tvec"][0], out["matrix"], out["render_seen"][0])
+        crop = self.render(frame, *args)
         info = {k: float(out[k][0]) for k in ("yaw", "pitch", "roll", "visible")}
         return crop, {**info, "points": out["points"][0]}
 

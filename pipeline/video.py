@@ -10,7 +10,9 @@ frames. Probing and decoding take the same options, so frame indices agree acros
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,8 @@ import numpy as np
 
 from pipeline.common import VideoError
 
-DECODE_THREADS = 2  # ffmpeg decoding threads per video
+DECODE_THREADS = 2  # ffmpeg decoding threads per video; with one, `prefetched` is off too
+PREFETCH = 16  # frames decoded ahead by a background thread (see `prefetched`)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -276,6 +279,57 @@ def decode_options(record: dict) -> dict:
     target = record.get("target_fps")
     target = float(target) if target not in (None, "") and np.isfinite(float(target)) else None
     return {"target_fps": target, "folder_fps": float(record.get("source_fps") or 30.0)}
+
+
+def prefetched(items: Iterable, depth: int | None = None) -> Iterator:
+    """The items of `items`, produced ahead by a background thread, at most `depth` waiting
+    (default PREFETCH, none when DECODE_THREADS is 1): PyAV decodes with the GIL released, so
+    decoding overlaps the consumer's work. Same items in the same order; an exception of
+    `items` is raised here; closing this generator stops and closes `items`."""
+    depth = (PREFETCH if DECODE_THREADS > 1 else 0) if depth is None else depth
+    if depth <= 0:
+        yield from items
+        return
+    waiting: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        source = iter(items)
+        try:
+            for item in source:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as err:  # noqa: BLE001 (raised again in the consumer)
+            put((end, err))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # in this thread: a generator is closed where it runs
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = waiting.get()
+            if err is not None:
+                raise err
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:

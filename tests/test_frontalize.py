@@ -18,6 +18,29 @@ def test_umeyama_recovers_a_known_similarity():
     assert np.isclose(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])), -17.0)
 
 
+def svd_umeyama(src, dst):
+    """Umeyama (1991) as published: SVD of the covariance, reflection excluded."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.array([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
+    rot = u @ np.diag(sign) @ vt
+    scale = (sig * sign).sum() / ((s**2).sum() / len(src))
+    return np.c_[scale * rot, mu_d - scale * rot @ mu_s]
+
+
+def test_umeyama_closed_form_equals_the_svd_solution_even_for_mirrored_points():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        src = rng.normal(size=(int(rng.integers(2, 68)), 2)) * 50
+        dst = rng.normal(size=src.shape) * 30 if trial % 2 else similarity(src, 30.0, 0.7, 5.0)
+        if trial % 4 == 1:
+            dst = dst * [-1, 1]  # a mirror image: the best similarity is not a reflection
+        np.testing.assert_allclose(umeyama(src, dst), svd_umeyama(src, dst), atol=1e-9)
+    same = np.ones((5, 2))
+    np.testing.assert_allclose(umeyama(same, same + [3, 4]), [[1, 0, 3], [0, 1, 4]])
+
+
 def test_align_frame_puts_a_marked_eye_on_the_template():
     frame = np.zeros((300, 400, 3), np.uint8)
     landmarks = similarity(TEMPLATE_112, -10.0, 1.8, np.array([120.0, 60.0]))
@@ -229,6 +252,34 @@ def test_montage_tiles_kept_while_aligning_are_the_stored_frames(tmp_path, face_
         for t, crop in tiles.items():
             assert (crop == out["frames"][t]).all()
         assert np.isfinite(pose["yaw"]).all() and np.isfinite(pose["points"]).all()
+
+
+def test_compression_changes_the_bytes_on_disk_not_the_crops(tmp_path, face_tools):
+    import h5py
+
+    from pipeline.datasets import demo
+    from pipeline.faces import detect_video
+    from pipeline.frontalize import Frontalizer, frontalize_video
+    from pipeline.video import write_video
+
+    path = tmp_path / "v.mp4"
+    write_video(path, demo.render_subject(2, "happiness", 20, (320, 240), np.random.default_rng(5)))
+    arrays = detect_video(face_tools, str(path))
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        det = f.create_group("faces")
+        for name, values in arrays.items():
+            if name != "cropped":
+                det.create_dataset(name, data=values)
+        decode = {"target_fps": None, "folder_fps": 30.0}
+        stored = {}
+        for compression in ("none", "lzf"):
+            out = f.create_group(compression)
+            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode, out,
+                             compression=compression)  # fmt: skip
+            stored[compression] = out["frames"]
+        assert stored["none"].compression is None and stored["lzf"].compression == "lzf"
+        assert np.array_equal(stored["none"][:], stored["lzf"][:])
+        assert stored["lzf"].id.get_storage_size() < stored["none"].id.get_storage_size()
 
 
 def test_the_similarity_warp_takes_its_five_points_from_the_68_landmarks(tmp_path, face_tools):

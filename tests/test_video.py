@@ -103,3 +103,44 @@ def test_grey_and_regions_come_from_the_planes_like_whole_frame_conversion(tmp_p
             diff = np.abs(part.astype(int) - reference)  # cv2's BT.601 vs swscale's chroma
             assert diff.max() <= 6 and diff.mean() < 1.5
         assert cv2.cvtColor(whole, cv2.COLOR_RGB2GRAY).shape == grey.shape
+
+
+def test_prefetched_keeps_order_raises_errors_and_closes_its_source():
+    import threading
+
+    from pipeline.video import prefetched
+
+    for depth in (0, 1, 3):
+        assert list(prefetched(iter(range(50)), depth)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("bad frame 3")
+
+    got = []
+    try:
+        for item in prefetched(failing(), 2):
+            got.append(item)
+    except ValueError as err:
+        assert "bad frame 3" in str(err)
+    else:
+        raise AssertionError("the source's error was not raised")
+    assert got == [1, 2]
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    before = threading.active_count()
+    gen = prefetched(endless(), 4)
+    assert [next(gen) for _ in range(5)] == [0, 1, 2, 3, 4]
+    gen.close()  # as when the consumer stops early: the thread ends, the source is closed
+    assert closed.is_set() and threading.active_count() == before
