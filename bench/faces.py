@@ -13,9 +13,12 @@ Videos: `--videos` generated 640×480 demo-style videos of `--frames` frames, or
    `MTCNN.detect` on it at the pipeline's `min_face_size` (its default 20 is timed too, and
    the loop with the stage's own MTCNN implementation, `pipeline.mtcnn`, once each). Each
    side runs in fresh processes that load their models and warm up on the first video before
-   a common start: one process with `--threads` threads (torch, ffmpeg decoding), then
-   `--threads` processes of one thread each, the videos split between them the same way for
-   both sides. The machine's speed drifts from minute to minute, so each side is timed
+   a common start: one process with `--threads` threads, then `--threads` processes of one
+   thread each, the videos split between them the same way for both sides. Each side uses
+   its threads as it runs best: ffmpeg decodes with all of them on both sides; the naive
+   loop gives all to torch (its full-frame MTCNN gains from a second thread), the stage
+   gives torch all but one (`faces.torch_threads`) and decodes ahead in a background thread
+   (`video.prefetched`), as the DAG's face jobs do. The machine's speed drifts from minute to minute, so each side is timed
    `--rounds` times, the sides in turn; printed: the median frames/s of each, the median of
    the rounds' ratios and each round's ratio.
 2. Agreement, counted the same way on every frame: a frame agrees when the pipeline's face box
