@@ -95,7 +95,7 @@ def read_split(path: str | Path) -> pd.DataFrame:
     paths = table["path"].str.strip() if "path" in table else pd.Series("", table.index)
     # per row, as the sheet does: its video_id, else the id derived from its path
     ids = [v or (derive_id(p) if p else "") for v, p in zip(given, paths, strict=True)]
-    split = pd.DataFrame({"video_id": ids, "fold": table[column].str.strip()})
+    split = pd.DataFrame({"video_id": ids, "fold": table[column].str.strip(), "path": paths})
     blank = split.index[(split.video_id == "") | (split.fold == "")]
     if len(blank):
         lines = ", ".join(str(i + 2) for i in blank[:10])
@@ -125,6 +125,13 @@ def file_folds(videos: pd.DataFrame, path: str | Path) -> tuple[pd.DataFrame, pd
     """Folds from a split file; the videos it does not list are returned as skipped."""
     split = read_split(path)
     videos = videos.sort_values("video_id").reset_index(drop=True)
+    # an absolute path is found by the file it names (the sheet derives ids from the path
+    # relative to the data root, which the split file does not know)
+    by_file = dict(zip(videos.path, videos.video_id, strict=True)) if "path" in videos else {}
+    for i, written in split.path.items():
+        if written and by_file and Path(written).is_absolute():
+            split.at[i, "video_id"] = by_file.get(str(Path(written).resolve()), split.video_id[i])
+    split = split.drop(columns="path")
     table = videos[["video_id", "subject", "label"]].merge(split, on="video_id", how="left")
     missing = table[table.fold.isna()]
     unknown = sorted(set(split.video_id) - set(videos.video_id))

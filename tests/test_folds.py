@@ -135,3 +135,29 @@ def test_a_sheets_official_fold_column_is_a_split(tmp_path):
     folds, skipped = make_folds(videos, {"method": "file", "file": str(sheet)})
     assert folds.set_index("video_id").fold.to_dict() == {"s0_v0": 0, "clips__1": 1}
     assert list(skipped.video_id) == ["s2_v0"]
+
+
+def test_a_split_file_finds_videos_by_absolute_path_as_by_relative_path(tmp_path):
+    import pandas as pd
+
+    from pipeline.folds import file_folds
+
+    root = tmp_path / "set"
+    videos = pd.DataFrame(
+        {
+            "video_id": ["p1__clip", "p2__clip", "p3__clip"],
+            "path": [str((root / p / "clip.mp4").resolve()) for p in ("p1", "p2", "p3")],
+            "subject": ["p1", "p2", "p3"],
+            "label": ["x", "y", "x"],
+        }
+    )
+    (tmp_path / "split.csv").write_text(
+        f"path,fold\n{root / 'p1' / 'clip.mp4'},1\np2/clip.mp4,2\n{root / 'p3' / 'clip.mp4'},2\n"
+    )
+    folds, skipped = file_folds(videos, tmp_path / "split.csv")
+    assert dict(zip(folds.video_id, folds.fold, strict=True)) == {
+        "p1__clip": 0,
+        "p2__clip": 1,
+        "p3__clip": 1,
+    }
+    assert skipped.empty

@@ -25,11 +25,42 @@ def test_all_problems_are_listed_with_line_numbers(tmp_path):
     with pytest.raises(SheetError) as err:
         read_sheet(tmp_path / "sheet.csv", labels=["happy", "sad"])
     text = str(err.value)
-    assert "4 problem(s)" in text
+    assert "5 problem(s)" in text
     assert "line 3: 'missing.mp4' does not exist" in text
     assert "line 4: empty subject" in text
     assert "line 5: path '../outside.mp4' escapes the data root" in text
+    assert "line 6: 'ok.mp4' is the file of line 2 again" in text
     assert "line 6: unknown label 'bored'" in text
+
+
+def test_a_file_listed_twice_or_three_times_is_an_error_naming_the_lines(tmp_path):
+    make_video(tmp_path / "clips" / "a.mp4")
+    make_video(tmp_path / "b.mp4")
+    again = tmp_path / "clips" / "a.mp4"
+    (tmp_path / "sheet.csv").write_text(
+        "path,subject,label\n"
+        "clips/a.mp4,s1,x\n"
+        "b.mp4,s1,y\n"
+        "./clips/a.mp4,s2,x\n"  # the same file written another way
+        f"{again},s3,y\n"
+    )
+    with pytest.raises(SheetError) as err:
+        read_sheet(tmp_path / "sheet.csv")
+    text = str(err.value)
+    assert "2 problem(s)" in text
+    assert "line 4: './clips/a.mp4' is the file of line 2 again" in text
+    assert f"line 5: '{again}' is the file of line 2 again" in text
+
+
+def test_ids_come_from_the_path_relative_to_the_root_even_when_written_absolute(tmp_path):
+    for p in ("p1", "p2"):
+        make_video(tmp_path / "set" / p / "clip.mp4")
+    first = tmp_path / "set" / "p1" / "clip.mp4"
+    (tmp_path / "sheet.csv").write_text(f"path,subject,label\n{first},p1,x\np2/clip.mp4,p2,y\n")
+    sheet = read_sheet(tmp_path / "sheet.csv", root=tmp_path / "set")
+    assert sheet.video_id.tolist() == ["p1__clip", "p2__clip"]
+    expected = [str((tmp_path / "set" / p / "clip.mp4").resolve()) for p in ("p1", "p2")]
+    assert sheet.path.tolist() == expected
 
 
 def test_semicolon_sheet_and_duplicate_paths_get_distinct_ids(tmp_path):

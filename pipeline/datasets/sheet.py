@@ -7,7 +7,7 @@ A sheet is a CSV file (comma, semicolon or tab separated; UTF-8) with the column
     label    the expression class of the whole video
 
 and optionally `video_id` (letters, digits, `_`, `-`, `.`); without it the id is derived from
-the path. Every problem in the sheet is reported at once, with its line number, before any
+the path relative to the data root. A file listed twice is an error naming both lines. Every problem in the sheet is reported at once, with its line number, before any
 video is opened. Videos that cannot be decoded are skipped with their reason
 (`on_error: skip`) or stop the run (`on_error: fail`).
 """
@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,20 @@ def derive_id(relative: str) -> str:
     return text
 
 
+def relative_to_root(written: str, base: Path, full: Path, base_resolved: Path) -> str:
+    """The sheet path `written` relative to the data root `base`, for its id: as written when
+    it is relative; an absolute path lexically inside the root loses the root's part (so
+    `/data/set/a/clip.mp4` under root `/data/set` is `a/clip.mp4`, not the whole path); else
+    the resolved file `full` relative to the resolved root."""
+    if not Path(written).is_absolute():
+        return written
+    lexical = Path(os.path.normpath(written))
+    root = Path(os.path.normpath(base.absolute()))
+    if lexical.is_relative_to(root):
+        return str(lexical.relative_to(root))
+    return str(full.relative_to(base_resolved))
+
+
 def _decode(path: Path) -> str:
     raw = path.read_bytes()
     try:
@@ -102,6 +117,7 @@ def read_sheet(
     problems: list[str] = []
     records = []
     seen: dict[str, int] = {}
+    files: dict[Path, int] = {}  # each file once: a second row would count the video twice
     for i, row in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
         bad = [c for c in REQUIRED if not row.get(c)]
@@ -115,9 +131,15 @@ def read_sheet(
             continue
         if not full.exists():
             problems.append(f"line {i}: {rel!r} does not exist (looked for {str(full)!r})")
+        elif full in files:
+            problems.append(
+                f"line {i}: {rel!r} is the file of line {files[full]} again ({str(full)!r}); "
+                "list each video once"
+            )
+        files.setdefault(full, i)
         if labels and row["label"] not in labels:
             problems.append(f"line {i}: unknown label {row['label']!r}; known: {', '.join(labels)}")
-        vid = row.get("video_id") or derive_id(rel)
+        vid = row.get("video_id") or derive_id(relative_to_root(rel, base, full, base_resolved))
         if not ID_PATTERN.match(vid):
             problems.append(f"line {i}: video_id {vid!r} may only use letters, digits, _ - .")
         if vid in seen:

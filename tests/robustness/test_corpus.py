@@ -167,8 +167,8 @@ SHEET_PROBLEMS = (
     "demo/videos/s01_anger_1.mp4,s01,anger,a\n"  # line 2: fine
     "demo/videos/nowhere.mp4,s01,anger,\n"  # line 3: missing file
     "demo/videos/s01_anger_1.mp4,,anger,b\n"  # line 4: missing subject
-    "demo/videos/s01_anger_1.mp4,s02,bored,c\n"  # line 5: unknown label
-    "demo/videos/s01_anger_1.mp4,s02,anger,a\n"  # line 6: duplicate id
+    "demo/videos/s01_anger_1.mp4,s02,bored,c\n"  # line 5: unknown label, the file again
+    "demo/videos/s01_anger_1.mp4,s02,anger,a\n"  # line 6: duplicate id, the file again
     "../../etc/passwd,s03,anger,d\n"  # line 7: escapes the data root
 )
 
@@ -199,10 +199,12 @@ def test_every_sheet_problem_is_listed_at_once_before_any_video_is_opened(tmp_pa
     assert done.returncode != 0
     log = (workdir / "logs/dataset.log").read_text()
     for line in (
-        "5 problem(s)",
+        "7 problem(s)",
         "line 3: 'demo/videos/nowhere.mp4' does not exist",
         "line 4: empty subject",
+        "line 5: 'demo/videos/s01_anger_1.mp4' is the file of line 2 again",
         "line 5: unknown label 'bored'",
+        "line 6: 'demo/videos/s01_anger_1.mp4' is the file of line 2 again",
         "line 6: duplicate video_id 'a' (also line 2)",
         "line 7: path '../../etc/passwd' escapes the data root",
     ):

@@ -1,0 +1,154 @@
+"""Every command of README's ```bash blocks runs as written.
+
+`make` targets are dry-run (`make -n`: `make report` and `make test` are what a newcomer and
+CI run anyway); Snakemake commands are dry-run (`-n`) in a copy of the project, where the data
+paths a reader replaces (`/data/mine/sheet.csv`, …) point at small generated data; the
+prediction command runs for real on a model of the tiny end-to-end run. A new command or a new
+placeholder path fails this test until it is taught here how to run it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bash_commands(text: str) -> list[tuple[int, str]]:
+    """(line, command) for every command of the ```bash blocks: continuation lines joined,
+    comment lines dropped (trailing comments are dropped by shlex later)."""
+    out, block, start, pending = [], None, 0, ""
+    for no, line in enumerate(text.splitlines(), 1):
+        if line.startswith("```"):
+            block = None if block is not None else line[3:].strip()
+            continue
+        if block != "bash":
+            continue
+        if not pending:
+            start = no
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        out.append((start, pending + line))
+        pending = ""
+    return out
+
+
+COMMANDS = bash_commands((ROOT / "README.md").read_text())
+
+
+def test_the_readme_has_the_commands_this_test_knows():
+    words = {shlex.split(c, comments=True)[0] for _, c in COMMANDS}
+    assert words == {"make", "snakemake", ".venv/bin/python"}, words
+    assert len(COMMANDS) >= 10  # the blocks were found (a renamed fence would hide them)
+
+
+def tiny_video(path: Path, seed: int) -> None:
+    from pipeline.datasets import demo
+    from pipeline.video import write_video
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    write_video(path, demo.render_subject(seed % 2, "anger", 4, (96, 72), rng), fps=25)
+
+
+@pytest.fixture(scope="module")
+def placeholders(tmp_path_factory) -> dict[str, str]:
+    """The data paths README's commands use, each made real: a sheet, a CK+ tree."""
+    from PIL import Image
+
+    data = tmp_path_factory.mktemp("readme-data")
+    for i in range(2):
+        tiny_video(data / "mine" / f"p{i}.mp4", i)
+    sheet = data / "mine" / "sheet.csv"
+    sheet.write_text("path,subject,label\np0.mp4,a,anger\np1.mp4,b,joy\n")
+    ck = data / "CK+"
+    seq = ck / "cohn-kanade-images" / "S005" / "001"
+    seq.mkdir(parents=True)
+    for i in range(1, 4):
+        image = Image.fromarray(np.full((16, 16, 3), 20 * i, np.uint8))
+        image.save(seq / f"S005_001_{i:08d}.png")
+    emotion = ck / "Emotion" / "S005" / "001" / "S005_001_00000003_emotion.txt"
+    emotion.parent.mkdir(parents=True)
+    emotion.write_text("   3.0000000e+00\n")
+    return {"/data/mine/sheet.csv": str(sheet), "/path/to/j-dev/sheet.csv": str(sheet),
+            "/data/CK+": str(ck)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project's files (what git tracks or would add), no results."""
+    copy = tmp_path_factory.mktemp("readme-project")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = ROOT / name.decode()
+        if source.is_file() and not source.is_relative_to(ROOT / "results"):
+            (copy / name.decode()).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name.decode())
+    return copy
+
+
+def substituted(command: str, placeholders: dict[str, str]) -> list[str]:
+    for written, real in placeholders.items():
+        command = command.replace(written, real)
+    args = shlex.split(command, comments=True)
+    unknown = [a for a in args if a.startswith(("/data", "/path")) or "/data/" in a]
+    assert not unknown, f"placeholder paths this test cannot fill: {unknown}"
+    return args
+
+
+SNAKEMAKE = [(n, c) for n, c in COMMANDS if c.startswith("snakemake")]
+MAKE = [(n, c) for n, c in COMMANDS if c.startswith("make")]
+PYTHON = [(n, c) for n, c in COMMANDS if c.startswith(".venv/bin/python")]
+
+
+@pytest.mark.parametrize("line,command", MAKE, ids=[f"line{n}" for n, _ in MAKE])
+def test_make_commands_exist(line, command):
+    target = shlex.split(command, comments=True)[1:]
+    done = subprocess.run(["make", "-n", *target], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr}"
+
+
+@pytest.mark.parametrize("line,command", SNAKEMAKE, ids=[f"line{n}" for n, _ in SNAKEMAKE])
+def test_snakemake_commands_plan_as_written(line, command, project, placeholders):
+    args = substituted(command, placeholders)
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", *args[1:]],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"README line {line}: {command}\n{output[-3000:]}"
+    assert "This was a dry-run" in output, output[-3000:]
+
+
+@pytest.mark.parametrize("line,command", PYTHON, ids=[f"line{n}" for n, _ in PYTHON])
+def test_python_commands_run_on_the_tiny_run(line, command, run, tmp_path):
+    workdir, _ = run
+    args = substituted(command, {})
+    assert args[1:3] == ["-m", "pipeline.predict"], f"README line {line}: teach this test {args}"
+    video = workdir / args[3]
+    assert video.is_file(), f"README line {line}: the tiny run has no {args[3]}"
+    out = tmp_path / "out"
+    args = [a if a != args[args.index("--out") + 1] else str(out) for a in args]
+    done = subprocess.run(
+        [sys.executable, *args[1:]], cwd=workdir, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr[-3000:]}"
+    assert any(out.iterdir())
