@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -77,12 +77,14 @@ def detect_video(
     n_frames: int | None = None,
     fps: float = 30.0,
     decode: dict | None = None,
+    frames: Iterable[LazyFrame] | None = None,
 ) -> dict[str, np.ndarray]:
     """Detect (or interpolate) the primary subject's face in every frame of one video.
 
     `n_frames` (from probing) only sizes the arrays; the video's end is found by decoding.
     `fps` times the frames of image folders, which carry no timestamps; `decode` holds the
-    iter_lazy options (target_fps, folder_fps) of this video.
+    iter_lazy options (target_fps, folder_fps) of this video. `frames`, if given, are its
+    decoded frames (iter_lazy's), e.g. for a caller that keeps them.
     Returns the arrays of the module docstring, one row per decoded frame.
     """
     p = detector.p
@@ -162,7 +164,8 @@ def detect_video(
 
     t = -1
     times: list[float] = []
-    for t, frame in enumerate(prefetched(iter_lazy(path, **(decode or {})))):
+    source = iter_lazy(path, **(decode or {})) if frames is None else frames
+    for t, frame in enumerate(prefetched(source)):
         track.grow(t + 1)
         times.append(t / fps if frame.time is None else frame.time)
         shape = shape or frame.shape

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import h5py
@@ -110,11 +110,13 @@ def frontalize_video(
     tiles: dict | None = None,
     points5: str = "dlib",
     compression: str = "none",
+    decoded: Iterable | None = None,
 ) -> dict[str, np.ndarray]:
     """Warp every frame of one video into out["frames"]; return the per-frame pose arrays.
     `tiles`, if given, receives the crops of the frames its montage shows (frame → crop).
     `points5`: the similarity warp's five points from the 68 landmarks (`dlib`, when the video
-    has them) or MTCNN's own (`mtcnn`). `compression`: the crops' filter (COMPRESSIONS)."""
+    has them) or MTCNN's own (`mtcnn`). `compression`: the crops' filter (COMPRESSIONS).
+    `decoded`, if given, are the video's frames decoded already (iter_lazy's)."""
     valid = det["valid"][:]
     n = len(valid)
     landmarks = fill_nearest(det["landmarks"][:], valid)
@@ -144,7 +146,8 @@ def frontalize_video(
     posed, first = None, 0  # poses of the frames [first, first + POSE_BLOCK)
     shown = set(montage_picks(n)) if tiles is not None else set()
     t = 0
-    for batch in batched(prefetched(iter_lazy(path, **decode)), 16):
+    source = iter_lazy(path, **decode) if decoded is None else decoded
+    for batch in batched(prefetched(source), 16):
         batch = batch[: max(0, n - t)]
         crops = []
         for j, frame in enumerate(batch):

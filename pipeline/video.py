@@ -77,11 +77,18 @@ def _read_image(path: Path) -> np.ndarray:
         raise VideoError(f"{path}: cannot read image ({err})") from None
 
 
-def probe(path: str | Path, folder_fps: float = 30.0, target_fps: float | None = None) -> VideoInfo:
+def probe(
+    path: str | Path,
+    folder_fps: float = 30.0,
+    target_fps: float | None = None,
+    count: bool = True,
+) -> VideoInfo:
     """Frame rate, frame count, upright size and rotation of a video file or frame folder.
 
     The frame count is the number of frames that actually decode (container headers lie), after
-    `target_fps`. Raises VideoError with the reason when the video cannot be used.
+    `target_fps`. Raises VideoError with the reason when the video cannot be used. With
+    `count=False` a video file is decoded up to its first frame only and `n_frames` is 0
+    (unknown), for a caller that decodes it next anyway and finds its end then.
     """
     path = Path(path)
     if path.is_dir():
@@ -113,6 +120,8 @@ def probe(path: str | Path, folder_fps: float = 30.0, target_fps: float | None =
                     width, height = frame.width, frame.height
                     if rotation in (90, 270):
                         width, height = height, width
+                    if not count:
+                        return VideoInfo(keep.fps, 0, width, height, fps, rotation)
                 n += keep.keep(index, frame.time)
     except VideoError:
         raise

@@ -198,3 +198,39 @@ def test_a_per_fold_backbone_is_one_catalog_entry_with_a_trainer(tmp_path, monke
     )  # fmt: skip
     with h5py.File(out) as f:
         assert f["s0_a"].shape == (6, 1) and float(f["s0_a"][0, 0]) == 3.0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"size": 64, "cell": 8, "orientations": 12},
+        {"size": 100, "cell": 12},
+        {"size": 33, "cell": 5, "orientations": 7},
+    ],
+)
+def test_hog_equals_skimage_hog(portraits, params):
+    """The batched block normalisation changes nothing: the same numbers as skimage's hog."""
+    import cv2
+    from skimage.feature import hog
+
+    from pipeline.backbones.hog import HOG
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    flat = np.full((1, 112, 112, 3), 128, np.uint8)  # no gradient: the eps of L2-Hys
+    frames = np.concatenate([np.stack(list(portraits.values())), noise, flat])
+    backbone = HOG(**params)
+    ours = backbone(frames)
+    for frame, row in zip(frames, ours, strict=True):
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        grey = cv2.resize(grey, (backbone.size,) * 2, interpolation=cv2.INTER_AREA)
+        expected = hog(
+            grey,
+            orientations=backbone.orientations,
+            pixels_per_cell=(backbone.cell, backbone.cell),
+            cells_per_block=(2, 2),
+            block_norm="L2-Hys",
+        )
+        np.testing.assert_array_equal(row, expected.astype(np.float32))
+    assert ours.shape == (len(frames), backbone.dim)

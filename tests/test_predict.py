@@ -120,3 +120,129 @@ def test_a_missing_model_folder_is_a_clear_error(run, tmp_path):
     video = sorted((workdir / "data/demo/videos").glob("*.mp4"))[0]
     done = predict(workdir, video, "--model", "results/models/nothing", "--out", tmp_path)
     assert done.returncode == 1 and "no model.pt here or in fold*/" in done.stderr
+
+
+def test_inputs_expand_to_each_video_once_with_unique_ids(tmp_path):
+    from PIL import Image
+
+    from pipeline.common import ConfigError
+    from pipeline.predict import expand_inputs
+
+    root = tmp_path / "set"
+    for name in ("a/clip.mp4", "b/clip.MOV", "b/notes.txt", "c/clip.mp4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"not decoded here")
+    frames = root / "b" / "frames 1"
+    frames.mkdir()
+    for i in (1, 2, 10):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(frames / f"f{i}.png")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("path,label,video_id\nset/a/clip.mp4,joy,\nset/c/clip.mp4,anger,mine\n")
+    items = expand_inputs([str(root), str(sheet), str(root / "c" / "clip.mp4"), str(frames)])
+    # the folder: its videos and frame folders in natural order (not notes.txt, not the
+    # frames inside the frame folder); the sheet's and the last two inputs' files again are
+    # predicted once; the sheet's own ids
+    assert [(vid, p.relative_to(tmp_path).as_posix(), label) for vid, p, label in items] == [
+        ("a__clip", "set/a/clip.mp4", None),
+        ("b__clip", "set/b/clip.MOV", None),
+        ("b__frames_1", "set/b/frames 1", None),
+        ("c__clip", "set/c/clip.mp4", None),
+    ]
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "clip.mp4").write_bytes(b"")
+    same_name = expand_inputs([str(root / "a" / "clip.mp4"), str(tmp_path / "x" / "clip.mp4")])
+    assert [vid for vid, _, _ in same_name] == ["clip", "clip_2"]
+    with pytest.raises(ConfigError, match="nothing.mp4: no such video file, folder or sheet"):
+        expand_inputs([str(tmp_path / "nothing.mp4")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="empty: no videos in this folder"):
+        expand_inputs([str(tmp_path / "empty")])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,label\na.mp4,joy\n")
+    with pytest.raises(ConfigError, match="bad.csv: no `path` column"):
+        expand_inputs([str(bad)])
+
+
+def test_batch_records_failures_goes_on_and_resumes(run, tmp_path):
+    """A folder with two videos, a faceless and an undecodable one: the two are predicted
+    exactly as one by one, the others recorded with their reasons; run again, nothing is
+    redone; a failed video fixed is retried on request."""
+    import shutil
+
+    import torch
+
+    from pipeline import predict
+
+    workdir, _ = run
+    demo_videos = sorted((workdir / "data/demo/videos").glob("*.mp4"))[:3]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for video in demo_videos[:2]:
+        shutil.copy(video, folder / video.name)
+    write_video(folder / "empty room.mp4", np.full((12, 240, 320, 3), 90, np.uint8))
+    (folder / "broken.mp4").write_bytes(demo_videos[2].read_bytes()[:3000])
+    model, out = str(workdir / "results/models/gru/hog"), tmp_path / "out"
+    try:
+        table = predict.run_batch([str(folder)], model, str(out), "cpu", 2, progress=False)
+        ids = ["broken", "empty_room", demo_videos[0].stem, demo_videos[1].stem]
+        assert list(table.video_id) == ids
+        assert list(table.status) == ["failed", "failed", "done", "done"]
+        assert "broken.mp4: cannot decode" in table.reason[0]
+        assert "empty room.mp4: no usable face in any of its 12 frames" in table.reason[1]
+        assert (out / "broken" / "failed.json").is_file()
+        for k, video in enumerate(demo_videos[:2]):  # two threads, in a batch = one by one
+            one = predict.run(str(video), model, str(tmp_path / f"one{k}"), "cpu", 1)
+            cols = [f"p_{c}" for c in one["classes"]]
+            batch_windows = read_csv(out / video.stem / "windows.csv")
+            np.testing.assert_allclose(
+                batch_windows[cols], read_csv(tmp_path / f"one{k}/windows.csv")[cols], atol=1e-6
+            )
+            row = table.set_index("video_id").loc[video.stem]
+            assert row.prediction == one["prediction"] and row.frames == one["frames"]
+            np.testing.assert_allclose(
+                row[cols].to_numpy(float), list(one["probabilities"].values()), atol=1e-6
+            )
+        on_disk = read_csv(out / "summary.csv")
+        assert list(on_disk.video_id) == ids and list(on_disk.status) == list(table.status)
+        written = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+        again = predict.run_batch([str(folder)], model, str(out), "cpu", 2, progress=False)
+        assert list(again.status) == ["failed", "failed", "skipped", "skipped"]
+        assert list(again.reason[:2]) == list(table.reason[:2])
+        assert all(p.stat().st_mtime_ns == t for p, t in written.items() if p.name != "summary.csv")
+        shutil.copy(demo_videos[2], folder / "broken.mp4")  # fixed: retried on request only
+        assert (
+            predict.run_batch([str(folder)], model, str(out), "cpu", 1, progress=False).status[0]
+            == "failed"
+        )
+        fixed = predict.run_batch(
+            [str(folder)], model, str(out), "cpu", 1, retry_failed=True, progress=False
+        )
+        assert list(fixed.status) == ["done", "failed", "skipped", "skipped"]
+        assert not (out / "broken" / "failed.json").exists()
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_batch_from_a_sheet_on_the_command_line(run, tmp_path):
+    workdir, _ = run
+    videos = sorted((workdir / "data/demo/videos").glob("*.mp4"))[:2]
+    sheet = tmp_path / "to predict.csv"
+    sheet.write_text(
+        "path,label,video_id\n"
+        + "".join(f"{v},{v.stem.split('_')[1]},c{i}\n" for i, v in enumerate(videos))
+    )
+    out = tmp_path / "out"
+    done = predict(workdir, sheet, "--model", "results/models/gru/hog", "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "videos": 2,
+        "done": 2,
+        "skipped": 0,
+        "failed": 0,
+        "out": str(out),
+    }
+    table = read_csv(out / "summary.csv")
+    assert list(table.video_id) == ["c0", "c1"] and list(table.label) == ["anger", "disgust"]
+    for vid in ("c0", "c1"):
+        names = {p.name for p in (out / vid).iterdir()}
+        assert names == {"windows.csv", "frames.csv", "timeline.png", "summary.json"}

@@ -144,7 +144,7 @@ def test_python_commands_run_on_the_tiny_run(line, command, run, tmp_path):
     args = substituted(command, {})
     assert args[1:3] == ["-m", "pipeline.predict"], f"README line {line}: teach this test {args}"
     video = workdir / args[3]
-    assert video.is_file(), f"README line {line}: the tiny run has no {args[3]}"
+    assert video.exists(), f"README line {line}: the tiny run has no {args[3]}"
     out = tmp_path / "out"
     args = [a if a != args[args.index("--out") + 1] else str(out) for a in args]
     done = subprocess.run(

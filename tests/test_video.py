@@ -5,7 +5,7 @@ import sys
 import numpy as np
 
 from pipeline.datasets import demo
-from pipeline.video import iter_frames, probe, write_video
+from pipeline.video import VideoInfo, iter_frames, probe, write_video
 
 RENDER = """
 import sys
@@ -71,6 +71,8 @@ def test_target_fps_drops_frames_evenly_and_agrees_with_probe(tmp_path):
     frames = list(iter_frames(path, target_fps=10))
     assert info.fps == 10 and info.source_fps == 30 and info.n_frames == len(frames) == 10
     assert probe(path, target_fps=60).n_frames == 30  # never adds frames
+    quick = probe(path, target_fps=10, count=False)  # the first frame only: the count unknown
+    assert quick == VideoInfo(10.0, 0, 32, 32, 30.0, 0)
     folder = tmp_path / "frames"
     folder.mkdir()
     from PIL import Image
