@@ -67,6 +67,11 @@ BACKBONES: dict[str, Entry] = {
         "ResNet with channel attention, trained per fold on the training subjects",
         train="pipeline.backbones.resnet_attention:train_fold",
     ),
+    "onnx": Entry(
+        "pipeline.backbones.onnx:OnnxBackbone",
+        VECTORS,
+        "any frame model exported to ONNX, from a local file (onnx@label: several)",
+    ),
 }
 
 MODELS: dict[str, Entry] = {
@@ -113,7 +118,7 @@ MODELS: dict[str, Entry] = {
 
 
 FUSE = "+"  # "geometry+fer-minixception": one model on several backbones' features at once
-VARIANT = "@"  # "statspool@calibrated": a second instance of a model, with its own settings
+VARIANT = "@"  # "statspool@calibrated", "onnx@hsemotion": another instance, its own settings
 
 
 def parts(backbone: str) -> list[str]:
@@ -122,15 +127,15 @@ def parts(backbone: str) -> list[str]:
 
 
 def base(model: str) -> str:
-    """The catalog model of a configured model name ("statspool@calibrated" → "statspool")."""
+    """The catalog model or backbone of a configured name ("statspool@calibrated" →
+    "statspool", "onnx@hsemotion" → "onnx")."""
     return model.split(VARIANT, 1)[0]
 
 
 def lookup(table: dict[str, Entry], name: str, what: str) -> Entry:
-    """The entry called `name` (a model variant "name@label" is its model's entry); an unknown
+    """The entry called `name` (a variant "name@label" is its name's entry); an unknown
     name is an error listing the known ones."""
-    if table is MODELS:
-        name = base(name)
+    name = base(name)
     if name not in table:
         raise ConfigError(f"unknown {what} {name!r}; known {what}s: {', '.join(sorted(table))}")
     return table[name]
@@ -145,6 +150,11 @@ def resolve(target: str):
 def load(table: dict[str, Entry], name: str, what: str):
     """The class of `name` (its module is imported now, not at parse time)."""
     return resolve(lookup(table, name, what).target)
+
+
+def backbone_entry(name: str) -> Entry:
+    """The catalog entry of a configured backbone name (a variant "onnx@label" is onnx's)."""
+    return lookup(BACKBONES, name, "backbone")
 
 
 def trainer(name: str):
@@ -170,7 +180,7 @@ def experiments(config: dict) -> list[tuple[str, str]]:
         takes = lookup(MODELS, model, "model").kind
         wanted = (params or {}).get("backbones")
         if wanted is None:
-            wanted = [b for b in configured if takes in (ANY, BACKBONES[b].kind)]
+            wanted = [b for b in configured if takes in (ANY, backbone_entry(b).kind)]
             if not wanted:
                 raise ConfigError(
                     f"model {model!r} takes {takes}, but no configured backbone gives {takes}"
@@ -183,7 +193,7 @@ def experiments(config: dict) -> list[tuple[str, str]]:
                         f"model {model!r} asks for backbone {part!r}, which is not under "
                         "`backbones:`"
                     )
-            kinds = {BACKBONES[part].kind for part in parts(backbone)}
+            kinds = {backbone_entry(part).kind for part in parts(backbone)}
             if len(parts(backbone)) > 1 and kinds != {VECTORS}:
                 raise ConfigError(
                     f"model {model!r}: {backbone!r} fuses backbones that give "
@@ -193,7 +203,7 @@ def experiments(config: dict) -> list[tuple[str, str]]:
             if takes not in (ANY, gives):
                 raise ConfigError(
                     f"model {model!r} takes {takes} but backbone {backbone!r} gives {gives}; "
-                    f"pair it with one of: {', '.join(b for b in configured if BACKBONES[b].kind == takes) or '(none configured)'}"
+                    f"pair it with one of: {', '.join(b for b in configured if backbone_entry(b).kind == takes) or '(none configured)'}"
                 )
             pairs.append((model, backbone))
     if not pairs:

@@ -103,21 +103,22 @@ def check_keys(config: dict, schema: dict) -> None:
 
 
 def variant_problems(config: dict, schema: dict) -> list[str]:
-    """Model variants ("statspool@calibrated") validated against their model's schema block
-    (the schema itself only knows them by pattern)."""
+    """Model and backbone variants ("statspool@calibrated", "onnx@hsemotion") validated
+    against their model's or backbone's schema block (the schema only knows them by pattern)."""
     import jsonschema
 
-    models = schema["properties"]["models"]["properties"]
     out = []
-    for name, section in (config.get("models") or {}).items():
-        base = catalog.base(name)
-        if base == name or base not in models:
-            continue
-        root = {"definitions": schema.get("definitions", {}), **models[base]}
-        validator = jsonschema.validators.validator_for(root)(root)
-        for error in validator.iter_errors(section):
-            where = ".".join(map(str, error.path))
-            out.append(f"models.{name}{'.' + where if where else ''}: {error.message}")
+    for section in ("models", "backbones"):
+        blocks = schema["properties"][section]["properties"]
+        for name, settings in (config.get(section) or {}).items():
+            base = catalog.base(name)
+            if base == name or base not in blocks:
+                continue
+            root = {"definitions": schema.get("definitions", {}), **blocks[base]}
+            validator = jsonschema.validators.validator_for(root)(root)
+            for error in validator.iter_errors(settings):
+                where = ".".join(map(str, error.path))
+                out.append(f"{section}.{name}{'.' + where if where else ''}: {error.message}")
     return out
 
 
@@ -139,6 +140,14 @@ def problems(config: dict) -> list[str]:
         weights = (backbones["facenet"] or {}).get("weights")
         if not weights or not os.path.isfile(weights):
             out.append(f"backbones.facenet.weights is {weights!r}, not a file: {FACENET_HINT}")
+    for name, settings in backbones.items():
+        if catalog.base(name) == "onnx":
+            path = (settings or {}).get("path")
+            if not path or not os.path.isfile(os.path.expanduser(path)):
+                out.append(
+                    f"backbones.{name}.path is {path!r}, not a file: give the local .onnx "
+                    "model (downloaded once; nothing is downloaded at run time)"
+                )
     cv = config["cv"]
     if cv["method"] == "file" and cv.get("file") and not os.path.isfile(cv["file"]):
         out.append(

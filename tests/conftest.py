@@ -27,3 +27,28 @@ def run(tmp_path_factory):
     done = snakemake(workdir, ROOT, "--cores", "2", "results/report.html")
     assert done.returncode == 0, done.stderr[-5000:]
     return workdir, ROOT
+
+
+@pytest.fixture(scope="session")
+def fer_onnx(tmp_path_factory):
+    """The fer-minixception port exported to ONNX (pooled features, logits), batch dynamic."""
+    import warnings
+
+    import torch
+
+    from pipeline.backbones.fer_minixception import FERMiniXception
+
+    net = FERMiniXception(device="cpu").net
+    path = tmp_path_factory.mktemp("onnx") / "fer.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notes
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 1, 64, 64),),
+            str(path),
+            input_names=["image"],
+            output_names=["pooled", "logits"],
+            dynamic_axes={"image": {0: "n"}, "pooled": {0: "n"}, "logits": {0: "n"}},
+            dynamo=False,
+        )
+    return path

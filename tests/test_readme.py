@@ -138,6 +138,22 @@ def test_snakemake_commands_plan_as_written(line, command, project, placeholders
     assert "This was a dry-run" in output, output[-3000:]
 
 
+INSPECT = [(n, c) for n, c in PYTHON if "-m pipeline.backbones.onnx" in c]
+PYTHON = [(n, c) for n, c in PYTHON if (n, c) not in INSPECT]
+
+
+@pytest.mark.parametrize("line,command", INSPECT, ids=[f"line{n}" for n, _ in INSPECT])
+def test_onnx_inspection_lists_a_models_names(line, command, fer_onnx):
+    """The placeholder model is the fer-minixception port exported to ONNX."""
+    args = shlex.split(command, comments=True)
+    assert args[-1].startswith("/path/to/") and args[-1].endswith(".onnx"), args
+    args = substituted(command, {args[-1]: str(fer_onnx)})
+    done = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr[-3000:]}"
+    assert "input 'image': shape ['n', 1, 64, 64]" in done.stdout, done.stdout
+    assert "output 'logits': shape ['n', 7]" in done.stdout, done.stdout
+
+
 @pytest.mark.parametrize("line,command", PYTHON, ids=[f"line{n}" for n, _ in PYTHON])
 def test_python_commands_run_on_the_tiny_run(line, command, run, tmp_path):
     workdir, _ = run

@@ -149,4 +149,10 @@ def build_backbone(name: str, params: dict, checkpoint: str | None = None):
                 "model.pt"
             )
         kwargs["checkpoint"] = checkpoint
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:  # messages name the base section: name the variant's
+        base = catalog.base(name)
+        if base == name:
+            raise
+        raise ConfigError(str(err).replace(f"backbones.{base}", f"backbones.{name}")) from None

@@ -67,7 +67,9 @@ def get_split_file():
     return [CV["file"] or get_sheet()]
 
 
-_BACKBONE = "(?:" + "|".join(map(re.escape, catalog.BACKBONES)) + ")"
+_BACKBONE = (
+    "(?:" + "|".join(map(re.escape, catalog.BACKBONES)) + r")(?:@[A-Za-z0-9_-]+)?"
+)
 
 
 wildcard_constraints:
@@ -101,6 +103,15 @@ def get_backbone_params(wildcards):
     return json.dumps(config["backbones"][wildcards.backbone] or {}, sort_keys=True)
 
 
+def backbone_files(wildcards):
+    """The model or weights file a backbone's settings name (onnx's `path`, `weights`): an
+    input, so replacing the file at the same path extracts the features again."""
+    settings = config["backbones"][wildcards.backbone] or {}
+    return [
+        os.path.expanduser(settings[k]) for k in ("path", "weights") if settings.get(k)
+    ]
+
+
 def get_model_params(wildcards):
     return json.dumps(config["models"][wildcards.model] or {}, sort_keys=True)
 
@@ -109,10 +120,15 @@ SHARED_BACKBONES = [b for b, e in catalog.BACKBONES.items() if not e.per_fold]
 FOLD_BACKBONES = [b for b, e in catalog.BACKBONES.items() if e.per_fold]
 
 
+def named(backbones):
+    """A wildcard constraint matching these backbones and their variants ("onnx@label")."""
+    return "(?:" + "|".join(map(re.escape, backbones)) + r")(?:@[A-Za-z0-9_-]+)?"
+
+
 def part_features(backbone, folds):
     """The feature files of one (unfused) backbone for `folds` (per-fold backbones have their
     own files for every fold)."""
-    if catalog.BACKBONES[backbone].per_fold:
+    if catalog.backbone_entry(backbone).per_fold:
         return expand(
             "results/features/{backbone}/fold{fold}/shard-{shard}.h5",
             backbone=backbone,
@@ -199,7 +215,7 @@ def get_preprocessing(wildcards):
 
     def spec(name):
         out = {"name": name, "params": config["backbones"][name] or {}}
-        if catalog.BACKBONES[name].per_fold:
+        if catalog.backbone_entry(name).per_fold:
             out["checkpoint"] = (
                 f"results/backbones/{name}/fold{wildcards.fold}/model.pt"
             )
@@ -242,8 +258,8 @@ def get_benchmarks(wildcards):
     inputs). A benchmark file is an output of its job: deleting one reruns that job. The
     demo generator is left out (it is not part of a run on real data)."""
     configured = list(config["backbones"])
-    shared = [b for b in configured if b in SHARED_BACKBONES]
-    per_fold = [b for b in configured if b in FOLD_BACKBONES]
+    shared = [b for b in configured if catalog.base(b) in SHARED_BACKBONES]
+    per_fold = [b for b in configured if catalog.base(b) in FOLD_BACKBONES]
     folds = fold_ids()
     files = [rules.adapt_dataset.benchmark] if DATASET["format"] != "sheet" else []
     files += [

@@ -1,6 +1,7 @@
 rule extract_features:
     input:
         aligned="results/aligned/shard-{shard}.h5",
+        model=backbone_files,
     output:
         features="results/features/{backbone}/shard-{shard}.h5",
     log:
@@ -8,7 +9,7 @@ rule extract_features:
     benchmark:
         "benchmarks/extract_features/{backbone}/shard-{shard}.tsv"
     wildcard_constraints:
-        backbone="|".join(SHARED_BACKBONES),
+        backbone=named(SHARED_BACKBONES),
     threads: 1
     resources:
         mem_mb=4000,
@@ -37,7 +38,7 @@ rule train_backbone:
     benchmark:
         "benchmarks/train_backbone/{backbone}/fold{fold}.tsv"
     wildcard_constraints:
-        backbone="|".join(FOLD_BACKBONES),
+        backbone=named(FOLD_BACKBONES),
     threads: 1
     resources:
         mem_mb=6000,
@@ -63,7 +64,7 @@ rule extract_fold_features:
     benchmark:
         "benchmarks/extract_features/{backbone}/fold{fold}/shard-{shard}.tsv"
     wildcard_constraints:
-        backbone="|".join(FOLD_BACKBONES),
+        backbone=named(FOLD_BACKBONES),
     threads: 1
     resources:
         mem_mb=4000,

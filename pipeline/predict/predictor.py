@@ -1,0 +1,223 @@
+"""A trained model with everything before it loaded once; one video at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.common import (
+    ConfigError,
+    VideoError,
+    resolve_device,
+    set_threads,
+    write_csv_atomic,
+    write_json_atomic,
+)
+from pipeline.predict.steps import (
+    aligned_features,
+    face_track,
+    find_checkpoints,
+    load_models,
+    model_digest,
+    per_frame,
+    video_stamp,
+    window_probabilities,
+    windows,
+)
+from pipeline.predict.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+
+def check_calibration(pre: dict, calibration: Sequence[str]) -> None:
+    """`--calibrate` videos are given exactly when the model was trained `calibrated`."""
+    normalize = pre.get("normalize", "none")
+    if normalize == "calibrated" and not calibration:
+        raise ConfigError(
+            "this model was trained person-calibrated (normalize: calibrated): give one or more "
+            "unlabelled videos of the same person with --calibrate VIDEO (not the video itself)"
+        )
+    if normalize != "calibrated" and calibration:
+        raise ConfigError(
+            f"--calibrate is for models trained with normalize: calibrated; this one was "
+            f"trained with normalize: {normalize}, so the calibration videos would be ignored"
+        )
+
+
+def calibration_stats(predictor: Predictor, calibration: Sequence[str]) -> list[tuple] | None:
+    """The person calibration the model was trained with, as (mean, std) per fold: None for
+    `normalize: none` and `per_subject` (the video's own frames: the person is a new subject,
+    see `calibrated`); for `calibrated`, the statistics of `calibration`, other unlabelled
+    videos of the same person (never the video itself), through the same fold's backbones."""
+    from pipeline.store import frame_stats
+
+    if predictor.normalize != "calibrated":
+        return None
+    others = []  # per calibration video: its features for every fold
+    for other in calibration:
+        arrays, decode, fps, decoded = face_track(str(other), predictor.pre, predictor.detector)
+        others.append(
+            aligned_features(
+                str(other), predictor.pres, arrays, decode, fps, predictor.backbones, decoded
+            )
+        )
+    return [frame_stats([per_fold[k] for per_fold in others]) for k in range(len(predictor.pres))]
+
+
+class Predictor:
+    """A trained model (one fold, or every fold as an ensemble) with everything before it
+    loaded once: the face detector and landmarker, the backbone(s), the calibration
+    statistics. `video(path, out)` predicts one video and writes its four files."""
+
+    def __init__(
+        self,
+        model_dir: str,
+        device: str = "auto",
+        threads: int = 2,
+        calibration: Sequence[str] = (),
+    ):
+        from pipeline.detector import Detector
+
+        self.device = resolve_device(device)
+        self.threads = max(1, int(threads))
+        set_threads(self.threads)
+        self.checkpoints = find_checkpoints(model_dir)
+        self.models, metas = load_models(self.checkpoints, self.device)
+        self.meta = metas[0]
+        self.pres = [m["preprocessing"] for m in metas]
+        self.pre, self.classes = self.pres[0], self.meta["classes"]
+        self.normalize = self.pre.get("normalize", "none")
+        check_calibration(self.pre, calibration)
+        self.detector = Detector({**self.pre["face"], "device": self.device})
+        self.backbones: dict = {}
+        self.pipelined = False  # run_batch: detection and the rest in two threads
+        self.figure = None  # the Timeline, made for the first video
+        self.digest = model_digest(self.checkpoints)
+        self.calibration = [str(c) for c in calibration]
+        self.stats = calibration_stats(self, calibration)
+
+    def detect(self, video: str | Path) -> tuple:
+        """`face_track`'s face arrays, decode options, frame rate and kept frames. Run alone,
+        detection gives torch one thread less and decodes ahead in the other, as the face stage
+        does (`run_batch` sets the threads once for its two stages)."""
+        from pipeline.faces import torch_threads
+
+        path = Path(video)
+        if not path.exists():
+            raise VideoError(f"{video}: no such video file or frame folder")
+        if self.pipelined:
+            return face_track(str(path), self.pre, self.detector)
+        set_threads(torch_threads(self.threads))
+        try:
+            return face_track(str(path), self.pre, self.detector)
+        finally:
+            set_threads(self.threads)
+
+    def features(self, path: str, found: tuple) -> list[np.ndarray]:
+        """Per fold: the video's features, calibrated as in training."""
+        from pipeline.store import frame_stats, standardise
+
+        arrays, decode, fps, decoded = found
+        features = aligned_features(path, self.pres, arrays, decode, fps, self.backbones, decoded)
+        if self.normalize == "per_subject":
+            features = [standardise(f, *frame_stats([f])) for f in features]
+        elif self.stats is not None:
+            features = [standardise(f, *st) for f, st in zip(features, self.stats, strict=True)]
+        return features
+
+    def video(self, video: str | Path, out_dir: str | Path) -> dict:
+        """Predict one video into `out_dir`; returns the summary written to summary.json."""
+        return self.finish(video, self.detect(video), out_dir)
+
+    def finish(self, video: str | Path, found: tuple, out_dir) -> dict:
+        """After `detect`: alignment, backbone(s), the model(s), the four files in out_dir."""
+        path = Path(video)
+        features = self.features(str(path), found)
+        arrays, _, fps, _ = found
+        n = len(features[0])
+        spans = windows(n, self.pre)
+        length = int(self.meta["clip_length"])
+        classes = self.classes
+        probs = np.mean(
+            [
+                window_probabilities(model, f, spans, length, self.device)
+                for model, f in zip(self.models, features, strict=True)
+            ],
+            axis=0,
+        )
+        times = np.asarray(arrays["time"], dtype=float)
+        if len(times) != n or not np.isfinite(times).all():
+            times = np.arange(n) / fps
+        valid = np.asarray(arrays["valid"], bool)[:n]
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        win = pd.DataFrame(
+            {
+                "window": range(len(spans)),
+                "start": [s for s, _ in spans],
+                "stop": [e for _, e in spans],
+                "start_s": [round(float(times[s]), 4) for s, _ in spans],
+                "stop_s": [round(float(times[e - 1]) + 1.0 / fps, 4) for _, e in spans],
+                "face_fraction": [round(float(valid[s:e].mean()), 4) for s, e in spans],
+                "pred": [classes[i] for i in probs.argmax(1)],
+            }
+        )
+        frame_probs = per_frame(probs, spans, n)
+        frames = pd.DataFrame(
+            {
+                "frame": range(n),
+                "time_s": np.round(times, 4),
+                "face": valid.astype(int),
+                "pred": [classes[i] for i in frame_probs.argmax(1)],
+            }
+        )
+        for k, c in enumerate(classes):
+            win[f"p_{c}"] = probs[:, k]
+            frames[f"p_{c}"] = frame_probs[:, k]
+        video_probs = probs.mean(0)
+        summary = {
+            "video": str(path),
+            "prediction": classes[int(video_probs.argmax())],
+            "probabilities": {c: float(p) for c, p in zip(classes, video_probs, strict=True)},
+            "frames": n,
+            "fps": fps,
+            "face_frames": int(valid.sum()),
+            "windows": len(spans),
+            "model": self.meta["model"],
+            "backbone": self.meta["backbone"],
+            "checkpoints": [str(p) for p in self.checkpoints],
+            "model_digest": self.digest,
+            "video_stamp": video_stamp(path),
+            "normalize": self.normalize,
+            "calibration": self.calibration,
+            "classes": classes,
+        }
+        write_csv_atomic(out / "windows.csv", win)
+        write_csv_atomic(out / "frames.csv", frames)
+        title = (
+            f"{path.name}: {self.meta['model']} / {self.meta['backbone']} "
+            f"({len(self.models)} model(s))"
+        )
+        if self.figure is None:
+            self.figure = Timeline(classes)
+        self.figure.draw(frames, title, out / "timeline.png")
+        write_json_atomic(out / "summary.json", summary)  # last: its presence means done
+        return summary
+
+
+def run(
+    video: str,
+    model_dir: str,
+    out_dir: str,
+    device: str = "auto",
+    threads: int = 1,
+    calibration: Sequence[str] = (),
+) -> dict:
+    """Predict one video; returns the summary written to summary.json."""
+    if not Path(video).exists():
+        raise ConfigError(f"{video}: no such video file or frame folder")
+    return Predictor(model_dir, device, threads, calibration).video(video, out_dir)

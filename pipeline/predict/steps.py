@@ -1,0 +1,239 @@
+"""The steps of prediction: the fold models, the face track, aligned features, windows."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.common import (
+    ConfigError,
+    VideoError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def find_checkpoints(model_dir: str | Path) -> list[Path]:
+    """model.pt of one fold folder, or of every fold folder below a model folder."""
+    model_dir = Path(model_dir)
+    if (model_dir / "model.pt").is_file():
+        return [model_dir / "model.pt"]
+    found = sorted(
+        model_dir.glob("fold*/model.pt"), key=lambda p: int(p.parent.name.removeprefix("fold"))
+    )
+    if not found:
+        raise ConfigError(
+            f"{model_dir}: no model.pt here or in fold*/ below; give a trained model's folder, "
+            "e.g. results/models/gru/hog (all folds) or results/models/gru/hog/fold0"
+        )
+    return found
+
+
+def without_checkpoints(pre: dict) -> dict:
+    """A model's preprocessing less the per-fold backbone checkpoints (which differ by fold)."""
+
+    def strip(spec: dict) -> dict:
+        out = {k: v for k, v in spec.items() if k != "checkpoint"}
+        if "parts" in out:
+            out["parts"] = [strip(part) for part in out["parts"]]
+        return out
+
+    return {**pre, "backbone": strip(pre["backbone"])}
+
+
+def load_models(paths: list[Path], device: str) -> tuple[list, list[dict]]:
+    """The models and their metadata; refuses folds trained differently (each fold may have
+    its own per-fold backbone checkpoint)."""
+    from pipeline.models import load_checkpoint
+
+    models, metas = [], []
+    for path in paths:
+        model, meta = load_checkpoint(path, device)
+        if "preprocessing" not in meta:
+            raise ConfigError(
+                f"{path}: this checkpoint does not record its preprocessing (trained before "
+                "pipeline.predict existed); retrain it with `snakemake --forcerun train`"
+            )
+        if metas:
+            first = metas[0]
+            for key in ("classes", "model", "backbone", "input_shape"):
+                if meta[key] != first[key]:
+                    raise ConfigError(f"{path}: {key} differs from {paths[0]}'s; not one model")
+            if without_checkpoints(meta["preprocessing"]) != without_checkpoints(
+                first["preprocessing"]
+            ):
+                raise ConfigError(f"{path}: preprocessing differs from {paths[0]}'s; not one model")
+        models.append(model)
+        metas.append(meta)
+    return models, metas
+
+
+KEEP_BYTES = 512 * 2**20  # decoded frames kept from detection for alignment, per video
+
+
+class Kept:
+    """The frames of one decoding pass, kept for a second pass while they fit in `budget`
+    bytes (counted as YUV planes plus the grey and RGB arrays a frame may cache): alignment
+    then reuses detection's frames instead of decoding the video again. A longer video keeps
+    none (`frames` None) and is decoded twice, as the face stage does."""
+
+    def __init__(self, source, budget: int = KEEP_BYTES):
+        self.source, self.budget, self.used = source, budget, 0
+        self.frames: list | None = []
+
+    def __iter__(self):
+        for frame in self.source:
+            if self.frames is not None:
+                height, width = frame.shape
+                self.used += int(height * width * 5.5)
+                if self.used > self.budget:
+                    self.frames = None
+                else:
+                    self.frames.append(frame)
+            yield frame
+
+
+def face_track(path: str, pre: dict, detector) -> tuple[dict, dict, float, list | None]:
+    """Probe and detect: the face arrays of every frame, the decode options, the frame rate
+    and the decoded frames when they were few enough to keep (see `Kept`)."""
+    from pipeline.faces import detect_video
+    from pipeline.video import iter_lazy, probe
+
+    decode = {
+        "target_fps": pre["decode"].get("target_fps"),
+        "folder_fps": float(pre["decode"].get("folder_fps") or 30.0),
+    }
+    # not decoded twice: detection finds the video's end
+    info = probe(path, decode["folder_fps"], decode["target_fps"], count=False)
+    face = detector.p
+    kept = Kept(iter_lazy(path, **decode))
+    arrays = detect_video(detector, path, info.n_frames or None, info.fps, decode, kept)
+    if not arrays["valid"].any():
+        raise VideoError(
+            f"{path}: no usable face in any of its {len(arrays['valid'])} frames (detector "
+            f"{face.get('detector', 'mtcnn')}, min_face_size {face.get('min_face_size')}); "
+            "check that a face is visible and large enough, or lower face.min_face_size "
+            "when training"
+        )
+    return arrays, decode, info.fps, kept.frames
+
+
+def aligned_features(
+    path: str,
+    pres: list[dict],
+    arrays: dict,
+    decode: dict,
+    fps: float,
+    backbones: dict,
+    decoded: list | None = None,
+) -> list[np.ndarray]:
+    """Aligned crops (in memory, frontalized once) → the backbone features (T, ...) of one
+    video for each preprocessing of `pres` (the folds of one model: the same but for their
+    per-fold backbone checkpoints); a backbone shared by several is run once. `backbones`
+    keeps the networks built, by their settings, for the next video; `decoded`, the video's
+    frames when detection kept them (else it is decoded again)."""
+    import io
+
+    import h5py
+
+    from pipeline.backbones import build_backbone
+    from pipeline.features import extract, source
+    from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
+    from pipeline.frontalize import Frontalizer, frontalize_video
+
+    front = {**FRONT_DEFAULTS, **pres[0]["frontalize"]}
+    if "points" not in pres[0]["frontalize"]:  # trained before frontalize.points existed
+        front["points"] = "mtcnn"
+    size = int(front["crop_size"])
+    with h5py.File(io.BytesIO(), "w") as mem:
+        det = mem.create_group("faces")
+        det.attrs["cropped"] = bool(arrays.get("cropped", False))
+        det.attrs["fps"] = fps
+        for name, values in arrays.items():
+            if name != "cropped":
+                det.create_dataset(name, data=values)
+        group = mem.create_group("aligned")
+        pose = frontalize_video(
+            path,
+            det,
+            size,
+            front["method"],
+            Frontalizer(size, front["symmetry"]),
+            decode,
+            group,
+            points5=front["points"],
+            decoded=None if decoded is None else iter(decoded),
+        )
+        for name, values in pose.items():  # `points` feeds the geometry backbone
+            group.create_dataset(name, data=values)
+        done: dict[str, np.ndarray] = {}
+        features = []
+        for pre in pres:
+            spec = pre["backbone"]
+            parts = []
+            for part in spec.get("parts") or [spec]:  # a fused backbone: every part
+                key = json.dumps(part, sort_keys=True)
+                if key not in done:
+                    if key not in backbones:
+                        backbones[key] = build_backbone(
+                            part["name"], part.get("params") or {}, part.get("checkpoint")
+                        )
+                    backbone = backbones[key]
+                    out = mem.create_group(f"features{len(done)}")
+                    done[key] = extract(backbone, source(backbone, group, path), out, "video")[:]
+                parts.append(done[key])
+            features.append(np.concatenate(parts, axis=-1))
+    return features
+
+
+def windows(n_frames: int, pre: dict) -> list[tuple[int, int]]:
+    from pipeline.clips import DEFAULTS, window
+
+    clips = {**DEFAULTS, **pre.get("clips", {})}
+    return window(n_frames, int(clips["length"]), int(clips["stride"]))
+
+
+def window_probabilities(model, features: np.ndarray, spans, length: int, device: str):
+    """(W, K) probabilities of every window under one (fold's) model."""
+    import torch
+
+    from pipeline.engine import predict
+    from pipeline.store import pad_clip
+
+    x = torch.from_numpy(np.stack([pad_clip(features[s:e], length) for s, e in spans]))
+    return predict(model, x, device)
+
+
+def per_frame(probs: np.ndarray, spans, n_frames: int) -> np.ndarray:
+    """(T, K): each frame gets the mean probability of the windows that cover it."""
+    total = np.zeros((n_frames, probs.shape[1]))
+    count = np.zeros(n_frames)
+    for p, (s, e) in zip(probs, spans, strict=True):
+        total[s:e] += p
+        count[s:e] += 1
+    return total / np.maximum(count, 1)[:, None]
+
+
+def model_digest(checkpoints: Sequence[Path]) -> str:
+    """A hash of the model.pt files' bytes: a retrained model at the same path differs."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in checkpoints:
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def video_stamp(path: Path) -> list[int]:
+    """Size and modification time of a video file (or of a frame folder's files): a video
+    replaced under the same name is predicted again."""
+    try:
+        files = sorted(path.iterdir()) if path.is_dir() else [path]
+        stats = [f.stat() for f in files if f.is_file()]
+    except OSError:  # gone since: not the video predicted before
+        return []
+    return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)]
