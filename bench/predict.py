@@ -47,9 +47,9 @@ from pipeline.datasets import demo  # noqa: E402
 from pipeline.video import write_video  # noqa: E402
 
 
-def untrained_model(folder: Path) -> Path:
-    """model.pt of an untrained gru on hog, with config.yaml's preprocessing (as the DAG's
-    `get_preprocessing` stores it) and the demo's classes."""
+def untrained_model(folder: Path, name: str = "gru") -> Path:
+    """model.pt of an untrained `name` (default gru) on hog, with config.yaml's preprocessing
+    (as the DAG's `get_preprocessing` stores it) and the demo's classes."""
     import torch
     import yaml
 
@@ -62,10 +62,10 @@ def untrained_model(folder: Path) -> Path:
     features = build_backbone("hog", hog)(np.zeros((1, size, size, 3), np.uint8))
     length = int(config["clips"]["length"])
     shape = (length, *features.shape[1:])
-    params = dict(config["models"]["gru"] or {})
-    model = build_model("gru", len(demo.EMOTIONS), shape, params)
+    params = dict(config["models"].get(name) or {})
+    model = build_model(name, len(demo.EMOTIONS), shape, params)
     meta = {
-        "model": "gru",
+        "model": name,
         "backbone": "hog",
         "fold": 0,
         "classes": list(demo.EMOTIONS),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.common import ConfigError, resolve_device
+from pipeline.common import ConfigError, VideoError, resolve_device
 from pipeline.landmarks import Landmarker
 from pipeline.tracking import Face, iou
 
@@ -38,6 +38,9 @@ DEFAULTS = {
     "follow": True,
     "landmark_model": None,
     "smooth": 1.0,
+    "identity": "none",
+    "identity_threshold": 0.6,
+    "identity_model": None,
     "device": "auto",
 }
 
@@ -55,12 +58,54 @@ class Detector:
             raise ConfigError(f"unknown face detector {p['detector']!r}; known: mtcnn, none")
         if p["landmarks"] not in ("dlib", "none"):
             raise ConfigError(f"unknown face.landmarks {p['landmarks']!r}; known: dlib, none")
+        if p["identity"] not in ("dlib", "none"):
+            raise ConfigError(f"unknown face.identity {p['identity']!r}; known: dlib, none")
         self.p = p
         self.device = resolve_device(p["device"])
         self._cascade = None
         self.landmarker = None
         if p["landmarks"] == "dlib":
             self.landmarker = Landmarker(p["landmark_model"])
+        self._recogniser = None
+
+    @property
+    def recogniser(self):
+        """dlib's face recognition ResNet (made on first use)."""
+        if self._recogniser is None:
+            from pipeline.identity import Recogniser
+
+            self._recogniser = Recogniser(self.p["identity_model"])
+        return self._recogniser
+
+    def identities(self, reference: str | None = None):
+        """A new video's `Identities` (face.identity: dlib, or a reference photo), else None."""
+        from pipeline.identity import Identities
+
+        if reference is None and self.p["identity"] == "none":
+            return None
+        wanted = None if reference is None else self.describe_photo(reference)
+        return Identities(self.recogniser, wanted, self.p["identity_threshold"])
+
+    def describe_photo(self, path: str) -> np.ndarray:
+        """The descriptor of the largest face of a reference photo."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                image = np.asarray(img.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as err:
+            raise VideoError(
+                f"{path}: the reference photo cannot be read ({err}); give a JPEG or PNG of "
+                "the person to follow"
+            ) from None
+        faces = self.detect_full(image)
+        if not faces:
+            raise VideoError(
+                f"{path}: no face found in the reference photo (min_face_size "
+                f"{self.p['min_face_size']}); give a photo where the person's face is visible"
+            )
+        face = max(faces, key=lambda f: f.size)
+        return self.recogniser(image, face.box)
 
     @property
     def cascade(self):

@@ -38,7 +38,9 @@ Output `faces/shard-{k}.h5`, one group per video (attrs fps, cropped):
     filled      (T,)   bool        the detector ran but missed; interpolated across the gap
     n_faces     (T,)   uint8       how many faces the detector saw (0 on interpolated frames)
     track       (T,)   int32       track id of the primary face (-1 where no face)
-    others      (N, 7) float32     every other face seen: frame, track, x1, y1, x2, y2, score
+    others      (N, 7) float32     every other face seen: frame, track, x1, y1, x2, y2, score;
+                                   with face.identity dlib or a reference photo (N, 8), the
+                                   person as well (0: the subject; see pipeline.identity)
     time        (T,)   float64     presentation time of each frame, seconds
 """
 
@@ -78,13 +80,15 @@ def detect_video(
     fps: float = 30.0,
     decode: dict | None = None,
     frames: Iterable[LazyFrame] | None = None,
+    reference: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Detect (or interpolate) the primary subject's face in every frame of one video.
 
     `n_frames` (from probing) only sizes the arrays; the video's end is found by decoding.
     `fps` times the frames of image folders, which carry no timestamps; `decode` holds the
     iter_lazy options (target_fps, folder_fps) of this video. `frames`, if given, are its
-    decoded frames (iter_lazy's), e.g. for a caller that keeps them.
+    decoded frames (iter_lazy's), e.g. for a caller that keeps them. `reference`: a photo of
+    the person to follow (identities on for this video, see pipeline.identity).
     Returns the arrays of the module docstring, one row per decoded frame.
     """
     p = detector.p
@@ -93,7 +97,7 @@ def detect_video(
     full_every = max(every, int(p["full_every"]))
     every68 = max(1, int(p["landmark_every"]))
     track = Track(max(n_frames or 0, 1))
-    tracker = Tracker()
+    tracker = Tracker(detector.identities(reference))
     pending: list[tuple[int, LazyFrame]] = []  # frames since the last detection (< every)
     last: tuple[int, Face | None] | None = None
     last_full = -full_every
@@ -138,7 +142,7 @@ def detect_video(
         faces = detector.detect(frame, previous, full=full)
         if full or previous is None:
             last_full = t
-        tracker.link(faces)
+        tracker.link(faces, frame)
         if last is not None and pending:
             t0, f0 = last
             if detector.agree(f0, tracker.pick(faces, shape)):
@@ -149,10 +153,10 @@ def detect_video(
                 guide = f0
                 for tp, fp in pending:
                     near = detector.detect(fp, guide or previous)
-                    tracker.link(near)
+                    tracker.link(near, fp)
                     guide = tracker.choose(tp, near, shape)
                     track.put(tp, guide)
-                tracker.link(faces)  # again: tracks moved on in between
+                tracker.link(faces, frame)  # again: tracks moved on in between
                 face = tracker.choose(t, faces, shape)
                 track.put(t, face)
         else:
@@ -249,6 +253,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def reference_of(rec: dict) -> str | None:
+    """The reference photo of a videos.csv row (column `reference`), if it has one."""
+    value = rec.get("reference")
+    if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
+        return None
+    return str(value)
+
+
 def detect_shard(
     videos,
     out: str,
@@ -279,6 +291,7 @@ def detect_shard(
                     int(rec["n_frames"]),
                     float(rec["fps"]),
                     decode_options(rec),
+                    reference=reference_of(rec),
                 )
                 if not arrays["valid"].any():
                     raise VideoError(

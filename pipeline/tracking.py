@@ -51,16 +51,19 @@ class Tracker:
     detection) the face with the best `size × centrality × (1 + log(1 + persistence))` is taken:
     size relative to the largest face in the frame, centrality 1 at the frame centre and 0.5 at
     a corner, persistence the number of detections of its track so far. Every other face seen is
-    recorded in `others` (frame, track, box, score), never mixed into the primary arrays.
+    recorded in `others` (frame, track, box, score), never mixed into the primary arrays. With
+    `identities` (pipeline.identity), only faces of the subject's identity can be primary.
     """
 
-    def __init__(self):
+    def __init__(self, identities=None):
         self.last: dict[int, np.ndarray] = {}  # track id → last box
         self.hits: dict[int, int] = {}
         self.primary: int | None = None
         self.others: list[list[float]] = []
+        self.identities = identities  # pipeline.identity.Identities: follow one person
 
-    def link(self, faces: list[Face]) -> None:
+    def link(self, faces: list[Face], frame=None) -> None:
+        """Give every face a track; with identities, describe new tracks (needs `frame`)."""
         taken: set[int] = set()
         for face in faces:  # most confident first
             best, best_iou = None, 0.3
@@ -73,6 +76,14 @@ class Tracker:
                 self.hits[best] = 0
             face.track = best
             taken.add(best)
+        if self.identities is not None and frame is not None:
+            for face in faces:  # a cut to someone else in the same place: a new track
+                descriptor = self.identities.changed(frame, face)
+                if descriptor is not None:
+                    old, face.track = face.track, len(self.hits)
+                    self.hits[face.track] = 0
+                    self.identities.split(old, face.track, descriptor)
+            self.identities.observe(frame, faces, self.hits)
 
     def score(self, face: Face, faces: list[Face], shape: tuple[int, int]) -> float:
         height, width = shape
@@ -83,6 +94,9 @@ class Tracker:
 
     def pick(self, faces: list[Face], shape: tuple[int, int]) -> Face | None:
         """The primary face among linked `faces`, without updating the tracks."""
+        ids = self.identities
+        if ids is not None and ids.subject is not None:  # only the subject, by identity
+            faces = [f for f in faces if ids.of(f.track) == ids.subject]
         if not faces:
             return None
         for face in faces:
@@ -97,13 +111,21 @@ class Tracker:
             self.last[face.track] = face.box
             self.hits[face.track] += 1
             if face is not primary:
-                self.others.append([t, face.track, *face.box.tolist(), face.score])
+                row = [t, face.track, *face.box.tolist(), face.score]
+                if self.identities is not None:
+                    row.append(self.identities.of(face.track))
+                self.others.append(row)
         if primary is not None:
             self.primary = primary.track
+            ids = self.identities
+            if ids is not None and ids.subject is None and ids.of(primary.track) >= 0:
+                ids.subject = ids.of(primary.track)  # the first primary face's person
         return primary
 
     def others_array(self) -> np.ndarray:
-        return np.asarray(self.others, np.float32).reshape(-1, 7)
+        """(N, 7) frame, track, box, score of every other face seen; with identities (N, 8),
+        the person as well (0 is the subject)."""
+        return np.asarray(self.others, np.float32).reshape(-1, 7 + (self.identities is not None))
 
 
 class Track:

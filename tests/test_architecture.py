@@ -23,7 +23,13 @@ LAYERS = [
     ["pipeline.common"],
     ["pipeline.catalog", "pipeline.video", "pipeline.store"],
     ["pipeline.configcheck", "pipeline.datasets"],
-    ["pipeline.landmarks", "pipeline.tracking", "pipeline.reference3d", "pipeline.mtcnn"],
+    [
+        "pipeline.landmarks",
+        "pipeline.tracking",
+        "pipeline.reference3d",
+        "pipeline.mtcnn",
+        "pipeline.identity",
+    ],
     ["pipeline.detector"],
     ["pipeline.faces"],
     ["pipeline.headpose", "pipeline.frontalize"],
@@ -34,9 +40,9 @@ LAYERS = [
     ["pipeline.models"],
     ["pipeline.train", "pipeline.train_backbone"],
     ["pipeline.evaluate"],
-    ["pipeline.compare", "pipeline.qc"],
+    ["pipeline.compare", "pipeline.qc", "pipeline.export"],
     ["pipeline.report"],
-    ["pipeline.predict"],
+    ["pipeline.predict", "pipeline.stream", "pipeline.online"],
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 LOWER = [

@@ -244,18 +244,20 @@ def test_a_crashed_face_shard_resumes_with_its_finished_videos(tmp_path, monkeyp
     ]
     real, seen = faces.detect_video, []
 
-    def crash_on_second(detector, path, *rest):
+    def crash_on_second(detector, path, *rest, **options):
         seen.append(path)
         if len(seen) == 2:
             raise RuntimeError("job killed")
-        return real(detector, path, *rest)
+        return real(detector, path, *rest, **options)
 
     monkeypatch.setattr(faces, "detect_video", crash_on_second)
     with pytest.raises(RuntimeError):
         faces.main(args)
     assert not (tmp_path / "faces.h5").exists()
     seen.clear()
-    monkeypatch.setattr(faces, "detect_video", lambda d, p, *r: seen.append(p) or real(d, p, *r))
+    monkeypatch.setattr(
+        faces, "detect_video", lambda d, p, *r, **o: seen.append(p) or real(d, p, *r, **o)
+    )
     faces.main(args)
     assert seen == [str(tmp_path / "v1.mp4"), str(tmp_path / "v2.mp4")]  # v0 was finished
     with h5py.File(tmp_path / "faces.h5") as f:

@@ -139,7 +139,40 @@ def test_snakemake_commands_plan_as_written(line, command, project, placeholders
 
 
 INSPECT = [(n, c) for n, c in PYTHON if "-m pipeline.backbones.onnx" in c]
-PYTHON = [(n, c) for n, c in PYTHON if (n, c) not in INSPECT]
+EXPORT = [(n, c) for n, c in PYTHON if "-m pipeline.export" in c]
+STREAM = [(n, c) for n, c in PYTHON if "-m pipeline.stream" in c]
+PYTHON = [(n, c) for n, c in PYTHON if (n, c) not in INSPECT + EXPORT + STREAM]
+
+
+@pytest.mark.parametrize("line,command", STREAM, ids=[f"line{n}" for n, _ in STREAM])
+def test_stream_commands_run_on_the_tiny_run(line, command, run, tmp_path):
+    """A camera index is replaced by one of the tiny run's videos (no camera here)."""
+    workdir, _ = run
+    args = substituted(command, {})
+    assert args[3].isdigit(), f"README line {line}: teach this test the source {args[3]}"
+    args[3] = "data/demo/videos/s01_anger_1.mp4"
+    out = tmp_path / "live.csv"
+    args = [a if a != args[args.index("--out") + 1] else str(out) for a in args]
+    done = subprocess.run(
+        [sys.executable, *args[1:]], cwd=workdir, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr[-3000:]}"
+    assert (
+        out.read_text().startswith("frame,time_s,face,") and len(out.read_text().splitlines()) > 10
+    )
+
+
+@pytest.mark.parametrize("line,command", EXPORT, ids=[f"line{n}" for n, _ in EXPORT])
+def test_export_commands_run_on_the_tiny_run(line, command, run, tmp_path):
+    workdir, _ = run
+    args = substituted(command, {})
+    out = tmp_path / "frames"
+    args = [a if a != args[args.index("--out") + 1] else str(out) for a in args]
+    done = subprocess.run(
+        [sys.executable, *args[1:]], cwd=workdir, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr[-3000:]}"
+    assert (out / "index.csv").is_file() and len(list(out.glob("*.csv"))) > 1
 
 
 @pytest.mark.parametrize("line,command", INSPECT, ids=[f"line{n}" for n, _ in INSPECT])

@@ -243,6 +243,31 @@ def get_preprocessing(wildcards):
     )
 
 
+def get_vector_features(wildcards):
+    """Every feature file of the configured vector backbones (all folds for per-fold ones):
+    the exporter takes the class probabilities of those that give them."""
+    return [
+        path
+        for b in config["backbones"]
+        if catalog.backbone_entry(b).kind == catalog.VECTORS
+        for path in part_features(b, fold_ids())
+    ]
+
+
+def get_all_predictions(wildcards):
+    """The test-clip predictions of every (model, backbone) pair and fold."""
+    return [
+        path
+        for model, backbone in EXPERIMENTS
+        for path in expand(
+            "results/models/{model}/{backbone}/fold{fold}/predictions.csv",
+            model=model,
+            backbone=backbone,
+            fold=fold_ids(),
+        )
+    ]
+
+
 def get_metrics():
     return [f"results/metrics/{m}_{b}.json" for m, b in EXPERIMENTS]
 

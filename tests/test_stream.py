@@ -1,0 +1,138 @@
+"""`python -m pipeline.stream`: a video piped on stdin at its real frame rate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_handoff_drops_the_oldest_frames_and_counts_them():
+    from pipeline.stream import Dropping
+
+    handoff = Dropping(2)
+    for item in range(5):
+        handoff.put(item)
+    handoff.close()
+    assert handoff.dropped == 3
+    assert [handoff.get(), handoff.get(), handoff.get()] == [3, 4, None]
+    waiting = Dropping(1, wait=True)  # a file: the reader waits, nothing is dropped
+    reader = threading.Thread(target=lambda: [waiting.put(i) for i in range(3)] + [waiting.close()])
+    reader.start()
+    got = [waiting.get() for _ in range(4)]
+    reader.join(timeout=10)
+    assert got == [0, 1, 2, None] and waiting.dropped == 0
+
+
+def every_frame_model(gru_fold: Path, out: Path) -> Path:
+    """An untrained cnn_lstm_partial with a trained gru fold's preprocessing and shapes."""
+    import torch
+
+    from pipeline.models import build_model, load_checkpoint
+
+    _, meta = load_checkpoint(gru_fold / "model.pt", "cpu")
+    model = build_model("cnn_lstm_partial", len(meta["classes"]), tuple(meta["input_shape"]), {})
+    meta = {**meta, "model": "cnn_lstm_partial", "params": {}}
+    out.mkdir(parents=True)
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, out / "model.pt")
+    return out
+
+
+def stream(model: Path, video: Path, workdir: Path) -> tuple[pd.DataFrame, str]:
+    """Run the stream on `video`, fed once the networks are warm, at its real frame rate."""
+    from pipeline.stream import feed
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.stream",
+            "-",
+            "--model",
+            str(model),
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ],  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=workdir,
+    )
+    header = proc.stdout.readline().decode()
+    assert header.startswith("frame,time_s,face,"), proc.stderr.read().decode()[-3000:]
+
+    def send():
+        try:
+            feed(str(video), proc.stdin)
+        finally:
+            proc.stdin.close()
+
+    feeder = threading.Thread(target=send)
+    feeder.start()
+    lines = proc.stdout.read().decode()
+    feeder.join()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err[-3000:]
+    import io
+
+    return pd.read_csv(io.StringIO(header + lines)), err
+
+
+@pytest.mark.parametrize("which", ["gru/resnet-attention", "cnn_lstm_partial"])
+def test_a_piped_video_is_predicted_frame_by_frame(run, tmp_path, which):
+    import av
+
+    workdir, _ = run
+    video = workdir / "data" / "demo" / "videos" / "s01_anger_1.mp4"
+    with av.open(str(video)) as c:
+        n = sum(1 for _ in c.decode(c.streams.video[0]))
+    if which == "cnn_lstm_partial":
+        model = every_frame_model(workdir / "results/models/gru/hog/fold0", tmp_path / "partial")
+    else:
+        model = workdir / "results" / "models" / which  # both folds: an ensemble
+    table, err = stream(model, video, workdir)
+    assert f'"frames": {n}' in err
+    dropped = int(table.dropped.iloc[-1])
+    assert len(table) + dropped == n and table.frame.is_monotonic_increasing
+    assert dropped <= 2, table  # 1 thread keeps up with 160x120 at 30 fps
+    assert table.face.mean() > 0.9 and (table.latency_ms >= 0).all()
+    classes = [c for c in table.columns if c.startswith("p_")]
+    with_pred = table.pred.notna()
+    np.testing.assert_allclose(table.loc[with_pred, classes].sum(1), 1.0, atol=1e-3)
+    faces = table.face.cumsum()  # frames with a face so far: the window's fill
+    if which == "cnn_lstm_partial":  # a prediction after every frame from the first face on
+        assert with_pred.tolist() == (faces > 0).tolist()
+    else:  # once the window holds a clip's 16 frames
+        assert with_pred.tolist() == (table.window == 16).tolist()
+        assert with_pred.any() and not with_pred.iloc[:15].any()
+
+
+def test_a_source_that_is_not_a_video_is_named(run, tmp_path):
+    workdir, _ = run
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.stream",
+            "-",
+            "--model",
+            str(workdir / "results/models/gru/hog"),
+            "--threads",
+            "1",
+        ],  # fmt: skip
+        input=b"this is not a video stream\n" * 100,
+        capture_output=True,
+        cwd=workdir,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "stdin: cannot open the stream" in done.stderr.decode(), done.stderr.decode()[-2000:]
