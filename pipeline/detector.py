@@ -67,6 +67,7 @@ class Detector:
         if p["landmarks"] == "dlib":
             self.landmarker = Landmarker(p["landmark_model"])
         self._recogniser = None
+        self._photos: dict[tuple, np.ndarray] = {}  # reference photos described, by file state
 
     @property
     def recogniser(self):
@@ -87,7 +88,16 @@ class Detector:
         return Identities(self.recogniser, wanted, self.p["identity_threshold"])
 
     def describe_photo(self, path: str) -> np.ndarray:
-        """The descriptor of the largest face of a reference photo."""
+        """The descriptor of the largest face of a reference photo (described once per file
+        version)."""
+        from pipeline.store import file_state
+
+        key = tuple(file_state(path))
+        if key not in self._photos:
+            self._photos[key] = self._describe_photo(path)
+        return self._photos[key]
+
+    def _describe_photo(self, path: str) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
 
         try:

@@ -10,6 +10,10 @@ Every row is one decoded frame (at the run's target fps) of one video:
                                       (else the box is interpolated between detections); the
                                       detector missed it and the gap was filled
     n_faces, track                    faces the detector saw; track id of the primary face
+    person, other_persons             with identities (face.identity dlib, or a sheet's
+                                      reference photo): the primary face's person (0, the
+                                      subject) and the other faces' persons there ("1;2"),
+                                      numbered per video by dlib's face descriptors; else empty
     x1, y1, x2, y2, confidence        the primary face's box (pixels) and detector score
     x_0..x_67, y_0..y_67              the 68 landmarks (iBUG mark-up; with face.landmarks none:
                                       the detector's 5, x_0..x_4, y_0..y_4)
@@ -157,6 +161,7 @@ def frame_table(
         "filled": faces["filled"][:].astype(bool),
         "n_faces": faces["n_faces"][:].astype(int),
         "track": faces["track"][:].astype(int),
+        **persons(faces, face),
     }
     boxes = faces["boxes"][:]
     for i, name in enumerate(("x1", "y1", "x2", "y2")):
@@ -185,6 +190,22 @@ def frame_table(
         best = np.array(classes, object)[np.nan_to_num(probs, nan=-1).argmax(1)] if classes else []
         cols[f"{pair}:pred"] = np.where(covered, best, None) if len(classes) else np.full(n, None)
     return pd.DataFrame(cols)
+
+
+def persons(faces: h5py.Group, face: np.ndarray) -> dict[str, np.ndarray]:
+    """The person columns: identities are on when `others` has the person column (N, 8)."""
+    n = len(face)
+    others = faces["others"][:] if "others" in faces else np.zeros((0, 7), np.float32)
+    if others.ndim != 2 or others.shape[1] < 8:
+        return {"person": np.full(n, None, object), "other_persons": np.full(n, None, object)}
+    seen: list[set[int]] = [set() for _ in range(n)]
+    for frame, person in zip(others[:, 0].astype(int), others[:, 7].astype(int), strict=True):
+        if 0 <= frame < n and person >= 0:
+            seen[frame].add(int(person))
+    return {
+        "person": np.where(face, 0, None).astype(object),
+        "other_persons": np.array([";".join(map(str, sorted(s))) or None for s in seen], object),
+    }
 
 
 def safe_name(video_id: str) -> str:

@@ -278,7 +278,9 @@ def detect_shard(
     with shard_writer(out, **attrs, params=params) as (f, skipped):
         for rec in videos.sort_values("video_id").to_dict("records"):
             vid = rec["video_id"]
+            photo = reference_of(rec)
             extra = [repr(sorted(rec.items())), file_state(rec["path"])]
+            extra += [file_state(photo)] if photo else []
             if resume.restore(vid, f, skipped, extra):
                 if vid in f:
                     n_frames += len(f[vid]["valid"])
@@ -291,11 +293,13 @@ def detect_shard(
                     int(rec["n_frames"]),
                     float(rec["fps"]),
                     decode_options(rec),
-                    reference=reference_of(rec),
+                    reference=photo,
                 )
                 if not arrays["valid"].any():
+                    whose = f" of the person in the reference photo {photo}" if photo else ""
                     raise VideoError(
-                        f"{rec['path']}: no face found in any of {len(arrays['valid'])} frames"
+                        f"{rec['path']}: no face{whose} found in any of "
+                        f"{len(arrays['valid'])} frames"
                     )
             except VideoError as err:
                 if on_error == "fail":

@@ -10,9 +10,10 @@ import numpy as np
 
 
 class OnlineFaces:
-    """The face and frontalize stages one frame at a time, causally (see the module doc)."""
+    """The face and frontalize stages one frame at a time, causally (see the module doc);
+    with a `reference` photo, only its person's face is taken."""
 
-    def __init__(self, pre: dict, detector):
+    def __init__(self, pre: dict, detector, reference: str | None = None):
         from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
         from pipeline.frontalize import Frontalizer
         from pipeline.tracking import Tracker
@@ -26,7 +27,7 @@ class OnlineFaces:
             front["points"],
         )
         self.frontalizer = Frontalizer(self.size, front["symmetry"])
-        self.detector, self.tracker = detector, Tracker(detector.identities())
+        self.detector, self.tracker = detector, Tracker(detector.identities(reference))
         self.full_every = max(int(detector.p["detect_every"]), int(detector.p["full_every"]))
         self.previous = None
         self.t, self.last_full = -1, -(10**9)
@@ -98,7 +99,7 @@ class Live:
 
     def reset(self) -> None:
         """A new stream: no face, no window, no person statistics."""
-        self.faces = OnlineFaces(self.p.pre, self.p.detector)
+        self.faces = OnlineFaces(self.p.pre, self.p.detector, self.p.reference)
         self.windows = [deque(maxlen=self.length) for _ in self.p.pres]
         self.sums = [None] * len(self.p.pres)
 

@@ -7,7 +7,8 @@
 
 One CSV line per frame, written (and flushed) as soon as the frame is processed: frame,
 time_s, face, x1, y1, x2, y2, confidence, window (frames in the rolling window), pred,
-p_<class>, latency_ms (from the frame's arrival to its line), dropped (frames dropped so far).
+p_<class>, latency_ms (from the frame's arrival to its line), dropped (frames dropped before
+this one).
 The steps are those of the trained pipeline (`model.pt` holds their settings), done causally,
 one frame at a time: detection and tracking of the primary face, 68 landmarks, the pose and
 the aligned crop, the backbone(s), the person calibration (`per_subject`: the statistics of
@@ -145,13 +146,15 @@ def run_stream(
     queue: int = 4,
     format: str | None = None,
     max_frames: int | None = None,
+    reference: str | None = None,
 ) -> dict:
-    """Predict on `source` frame by frame, writing CSV lines to the text stream `out`;
-    returns the summary (frames, processed, dropped, latency percentiles, fps)."""
+    """Predict on `source` frame by frame, writing CSV lines to the text stream `out`
+    (following the person of the photo `reference`, if given); returns the summary (frames,
+    processed, dropped, latency percentiles, fps)."""
     from pipeline.online import Live
     from pipeline.predict import Predictor
 
-    predictor = Predictor(model_dir, device, threads, calibration)
+    predictor = Predictor(model_dir, device, threads, calibration, reference)
     live = Live(predictor)
     live.warm_up()
     classes = predictor.classes
@@ -198,7 +201,7 @@ def run_stream(
                 cells += [""] * (1 + len(classes))
             latency = (time.monotonic() - arrived) * 1000
             latencies.append(latency)
-            cells += [f"{latency:.1f}", str(handoff.dropped)]
+            cells += [f"{latency:.1f}", str(index - processed)]  # dropped before it
             out.write(",".join(cells) + "\n")
             out.flush()
             processed += 1
@@ -261,6 +264,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-frames", type=int, help="stop after this many frames")
+    ap.add_argument("--reference", metavar="PHOTO", help="a photo of the person to follow")
     ap.add_argument(
         "--calibrate",
         nargs="+",
@@ -278,11 +282,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise ConfigError(f"--queue {args.queue}: at least 1 frame")
     if args.out == "-":
         summary = run_stream(args.source, args.model, sys.stdout, args.device, args.threads,
-                             args.calibrate, args.queue, args.format, args.max_frames)  # fmt: skip
+                             args.calibrate, args.queue, args.format, args.max_frames,
+                             args.reference)  # fmt: skip
     else:
         with open(args.out, "w", buffering=1) as out:
             summary = run_stream(args.source, args.model, out, args.device, args.threads,
-                                 args.calibrate, args.queue, args.format, args.max_frames)  # fmt: skip
+                                 args.calibrate, args.queue, args.format, args.max_frames,
+                                 args.reference)  # fmt: skip
     print(json.dumps(summary), file=sys.stderr)
 
 

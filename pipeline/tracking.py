@@ -124,8 +124,15 @@ class Tracker:
 
     def others_array(self) -> np.ndarray:
         """(N, 7) frame, track, box, score of every other face seen; with identities (N, 8),
-        the person as well (0 is the subject)."""
-        return np.asarray(self.others, np.float32).reshape(-1, 7 + (self.identities is not None))
+        the person as well (0 is the subject: numbers swapped where the subject was not the
+        first person described)."""
+        others = np.asarray(self.others, np.float32).reshape(-1, 7 + (self.identities is not None))
+        subject = self.identities.subject if self.identities is not None else None
+        if subject:  # not None, not 0
+            person = others[:, 7].copy()
+            others[person == subject, 7] = 0
+            others[person == 0, 7] = subject
+        return others
 
 
 class Track:

@@ -82,10 +82,11 @@ def test_export_names_skips_and_takes_backbone_probabilities(tmp_path):
         "no face data (the face stage did not write this video)",
     ]
     table = pd.read_csv(out / "v1.csv")
-    assert table.columns[:13].tolist() == [
+    assert table.columns[:15].tolist() == [
         "video_id", "frame", "time_s", "face", "detected", "filled", "n_faces", "track",
-        "x1", "y1", "x2", "y2", "confidence",
+        "person", "other_persons", "x1", "y1", "x2", "y2", "confidence",
     ]  # fmt: skip
+    assert table.person.isna().all()  # no identities in this run
     assert [c for c in table.columns if ":" in c] == ["fer:p_happy", "fer:p_sad"]
     assert {f"x_{k}" for k in range(5)} | {"y_4", "yaw", "quality"} <= set(table.columns)
     assert table["fer:p_happy"].isna().tolist() == (~face).tolist()

@@ -142,7 +142,7 @@ def test_inputs_expand_to_each_video_once_with_unique_ids(tmp_path):
     # the folder: its videos and frame folders in natural order (not notes.txt, not the
     # frames inside the frame folder); the sheet's and the last two inputs' files again are
     # predicted once; the sheet's own ids
-    assert [(vid, p.relative_to(tmp_path).as_posix(), label) for vid, p, label in items] == [
+    assert [(vid, p.relative_to(tmp_path).as_posix(), label) for vid, p, label, _ in items] == [
         ("a__clip", "set/a/clip.mp4", None),
         ("b__clip", "set/b/clip.MOV", None),
         ("b__frames_1", "set/b/frames 1", None),
@@ -151,7 +151,14 @@ def test_inputs_expand_to_each_video_once_with_unique_ids(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "clip.mp4").write_bytes(b"")
     same_name = expand_inputs([str(root / "a" / "clip.mp4"), str(tmp_path / "x" / "clip.mp4")])
-    assert [vid for vid, _, _ in same_name] == ["clip", "clip_2"]
+    assert [vid for vid, *_ in same_name] == ["clip", "clip_2"]
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "me.png")
+    photos = tmp_path / "photos.csv"
+    photos.write_text("path,reference\nset/a/clip.mp4,me.png\nset/c/clip.mp4,\n")
+    assert [r for *_, r in expand_inputs([str(photos)])] == [str(tmp_path / "me.png"), None]
+    photos.write_text("path,reference\nset/a/clip.mp4,you.png\n")
+    with pytest.raises(ConfigError, match="line 2: reference photo .*you.png' does not exist"):
+        expand_inputs([str(photos)])
     with pytest.raises(ConfigError, match="nothing.mp4: no such video file, folder or sheet"):
         expand_inputs([str(tmp_path / "nothing.mp4")])
     (tmp_path / "empty").mkdir()

@@ -141,3 +141,38 @@ def test_frame_folder_is_a_video(tmp_path):
 )
 def test_derived_ids_are_file_name_safe(path, expected):
     assert derive_id(path) == expected
+
+
+def test_reference_photos_are_checked_with_the_sheet(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from pipeline.datasets.sheet import reference_photos
+
+    for name in ("a", "b", "c"):
+        make_video(tmp_path / f"{name}.mp4")
+    Image.new("RGB", (40, 40), (200, 150, 120)).save(tmp_path / "me.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (tmp_path / "sheet.csv").write_text(
+        "path,subject,label,reference\n"
+        "a.mp4,s1,x,me.png\n"
+        "b.mp4,s2,y,nobody.jpg\n"
+        "c.mp4,s3,x,broken.jpg\n"
+    )
+    with pytest.raises(SheetError) as err:
+        read_sheet(tmp_path / "sheet.csv")
+    text = str(err.value)
+    assert "2 problem(s)" in text
+    assert "line 3: reference photo 'nobody.jpg' does not exist" in text
+    assert "line 4: reference photo 'broken.jpg' is not a readable image" in text
+    assert reference_photos(tmp_path / "sheet.csv") == [
+        str(tmp_path / "broken.jpg"),
+        str(tmp_path / "me.png"),
+    ]
+    (tmp_path / "sheet.csv").write_text(
+        "path,subject,label,reference\na.mp4,s1,x,me.png\nb.mp4,s2,y,\n"
+    )
+    sheet = read_sheet(tmp_path / "sheet.csv")
+    assert sheet.reference.iloc[0] == str(tmp_path / "me.png") and pd.isna(sheet.reference.iloc[1])
+    videos, _ = probe_videos(sheet, 30.0, "fail")
+    assert videos.reference.iloc[0] == str(tmp_path / "me.png")

@@ -102,12 +102,15 @@ def test_a_piped_video_is_predicted_frame_by_frame(run, tmp_path, which):
     table, err = stream(model, video, workdir)
     assert f'"frames": {n}' in err
     dropped = int(table.dropped.iloc[-1])
+    # every frame is either predicted or counted as dropped; how many are dropped depends on
+    # the machine's speed (bench/stream.py measures it), so it is not asserted here
     assert len(table) + dropped == n and table.frame.is_monotonic_increasing
-    assert dropped <= 2, table  # 1 thread keeps up with 160x120 at 30 fps
+    assert (table.dropped.diff().fillna(0) >= 0).all()
+    assert (table.frame.diff().fillna(1) - 1 == table.dropped.diff().fillna(0)).all()
     assert table.face.mean() > 0.9 and (table.latency_ms >= 0).all()
     classes = [c for c in table.columns if c.startswith("p_")]
     with_pred = table.pred.notna()
-    np.testing.assert_allclose(table.loc[with_pred, classes].sum(1), 1.0, atol=1e-3)
+    np.testing.assert_allclose(table.loc[with_pred, classes].sum(axis=1), 1.0, atol=1e-3)
     faces = table.face.cumsum()  # frames with a face so far: the window's fill
     if which == "cnn_lstm_partial":  # a prediction after every frame from the first face on
         assert with_pred.tolist() == (faces > 0).tolist()

@@ -6,9 +6,11 @@ A sheet is a CSV file (comma, semicolon or tab separated; UTF-8) with the column
     subject  who is filmed: folds never split a subject
     label    the expression class of the whole video
 
-and optionally `video_id` (letters, digits, `_`, `-`, `.`); without it the id is derived from
-the path relative to the data root. A file listed twice is an error naming both lines. Every problem in the sheet is reported at once, with its line number, before any
-video is opened. Videos that cannot be decoded are skipped with their reason
+and optionally `video_id` (letters, digits, `_`, `-`, `.`; without it the id is derived from
+the path relative to the data root) and `reference`: a photo (JPEG, PNG…, relative to the data
+root) of the person to follow in that video when several people are filmed (see
+`pipeline.identity`). A file listed twice is an error naming both lines. Every problem in the
+sheet is reported at once, with its line number, before any video is opened. Videos that cannot be decoded are skipped with their reason
 (`on_error: skip`) or stop the run (`on_error: fail`).
 """
 
@@ -52,6 +54,7 @@ VIDEO_COLUMNS = [
     "source_fps",
     "target_fps",
     "rotation",
+    "reference",
 ]
 SKIP_COLUMNS = ["video_id", "path", "stage", "reason"]
 
@@ -78,6 +81,36 @@ def relative_to_root(written: str, base: Path, full: Path, base_resolved: Path) 
     if lexical.is_relative_to(root):
         return str(lexical.relative_to(root))
     return str(full.relative_to(base_resolved))
+
+
+def check_photo(path: Path) -> str | None:
+    """Why the reference photo `path` cannot be used, or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        return "does not exist" if not path.exists() else "is not a file"
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        return f"is not a readable image ({err})"
+    return None
+
+
+def reference_photos(sheet: str | Path, root: str | Path | None = None) -> list[str]:
+    """The existing reference photos a sheet names (for the workflow: the dataset rule reruns
+    when one changes). Lenient: a sheet that cannot be read gives none; read_sheet says why."""
+    try:
+        text = _decode(Path(sheet))
+    except (OSError, SheetError):
+        return []
+    header = text.splitlines()[0] if text.strip() else ""
+    rows = csv.DictReader(io.StringIO(text), delimiter=max(",;\t", key=header.count))
+    base = Path(root) if root else Path(sheet).parent
+    found = {
+        (base / row["reference"].strip()) for row in rows if (row.get("reference") or "").strip()
+    }
+    return sorted(str(p) for p in found if p.is_file())
 
 
 def _decode(path: Path) -> str:
@@ -139,6 +172,16 @@ def read_sheet(
         files.setdefault(full, i)
         if labels and row["label"] not in labels:
             problems.append(f"line {i}: unknown label {row['label']!r}; known: {', '.join(labels)}")
+        photo = row.get("reference") or None
+        if photo:
+            photo_full = (base / photo).resolve()
+            why = check_photo(photo_full)
+            if why:
+                problems.append(
+                    f"line {i}: reference photo {photo!r} {why} (looked for {str(photo_full)!r}); "
+                    "give a JPEG or PNG of the person to follow, relative to the data root"
+                )
+            photo = str(photo_full)
         vid = row.get("video_id") or derive_id(relative_to_root(rel, base, full, base_resolved))
         if not ID_PATTERN.match(vid):
             problems.append(f"line {i}: video_id {vid!r} may only use letters, digits, _ - .")
@@ -154,6 +197,7 @@ def read_sheet(
                 "path": str(full),
                 "subject": row["subject"],
                 "label": row["label"],
+                "reference": photo,
                 "line": i,
             }
         )

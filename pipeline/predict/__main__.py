@@ -64,6 +64,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="several videos: predict again the videos that failed in an earlier run",
     )
+    ap.add_argument(
+        "--reference",
+        metavar="PHOTO",
+        help="a photo of the person to follow when several people are filmed (a sheet's "
+        "`reference` column sets it per video)",
+    )
     ap.add_argument("--no-progress", action="store_true", help="several videos: no progress bar")
     return ap.parse_args(argv)
 
@@ -81,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.calibrate,
             args.retry_failed,
             False if args.no_progress else None,
+            reference=args.reference,
         )
         print(
             json.dumps(
@@ -92,7 +99,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
         return
-    summary = run(args.videos[0], args.model, args.out, args.device, args.threads, args.calibrate)
+    summary = run(
+        args.videos[0],
+        args.model,
+        args.out,
+        args.device,
+        args.threads,
+        args.calibrate,
+        args.reference,
+    )
     log.info(
         "%s: %s (%s) from %d windows; wrote %s",
         args.videos[0],

@@ -51,11 +51,15 @@ def folder_videos(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(str(p.relative_to(folder))))
 
 
-def sheet_videos(sheet: Path) -> list[tuple[str, Path, str | None]]:
-    """(id, path, label or None) of every row of a sheet: a CSV with a `path` column (relative
-    to the sheet's folder, or absolute), optional `video_id` and `label`."""
+Item = tuple[str, Path, "str | None", "str | None"]  # id, path, label, reference photo
+
+
+def sheet_videos(sheet: Path) -> list[Item]:
+    """(id, path, label or None, reference or None) of every row of a sheet: a CSV with a
+    `path` column (relative to the sheet's folder, or absolute), optional `video_id`, `label`
+    and `reference` (a photo of the person to follow, relative like `path`)."""
     from pipeline.common import read_csv
-    from pipeline.datasets.sheet import ID_PATTERN, derive_id
+    from pipeline.datasets.sheet import ID_PATTERN, check_photo, derive_id
 
     try:
         table = read_csv(sheet)
@@ -64,7 +68,8 @@ def sheet_videos(sheet: Path) -> list[tuple[str, Path, str | None]]:
     if "path" not in table.columns:
         raise ConfigError(
             f"{sheet}: no `path` column (columns: {', '.join(table.columns)}); a sheet to "
-            "predict lists one video per row in `path`, optionally `video_id` and `label`"
+            "predict lists one video per row in `path`, optionally `video_id`, `label` and "
+            "`reference`"
         )
     rows, problems = [], []
     for i, row in enumerate(table.itertuples(index=False), start=2):
@@ -76,20 +81,26 @@ def sheet_videos(sheet: Path) -> list[tuple[str, Path, str | None]]:
         if not ID_PATTERN.match(vid):
             problems.append(f"line {i}: video_id {vid!r} may hold only letters, digits, _ - .")
         label = str(row.label) if "label" in table.columns else None
-        rows.append((vid, sheet.parent / written, label))
+        photo = getattr(row, "reference", None)
+        photo = (
+            None if pd.isna(photo) or not str(photo).strip() else sheet.parent / str(photo).strip()
+        )
+        if photo is not None and (why := check_photo(photo)):
+            problems.append(f"line {i}: reference photo {str(photo)!r} {why}")
+        rows.append((vid, sheet.parent / written, label, None if photo is None else str(photo)))
     if problems:
         raise ConfigError(f"{sheet}: " + "; ".join(problems))
     return rows
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, Path, str | None]]:
-    """(id, path, label) of every video the inputs name: video files and frame folders as
+def expand_inputs(inputs: Sequence[str]) -> list[Item]:
+    """(id, path, label, reference) of every video the inputs name: video files and frame folders as
     they are, folders of videos by their videos (ids from the path inside the folder), CSV
     sheets by their rows. Ids are made unique (`_2`, `_3`, … on a repeat); a file named twice
     is predicted once."""
     from pipeline.datasets.sheet import derive_id
 
-    items: list[tuple[str, Path, str | None]] = []
+    items: list[Item] = []
     for given in inputs:
         path = Path(given)
         if not path.exists():
@@ -97,7 +108,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, Path, str | None]]:
         if path.is_file() and path.suffix.lower() == ".csv":
             items += sheet_videos(path)
         elif path.is_file() or is_frame_folder(path):
-            items.append((derive_id(path.name), path, None))
+            items.append((derive_id(path.name), path, None, None))
         else:
             found = folder_videos(path)
             if not found:
@@ -105,9 +116,9 @@ def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, Path, str | None]]:
                     f"{given}: no videos in this folder (files ending "
                     f"{' '.join(VIDEO_SUFFIXES)}, or folders of frame images)"
                 )
-            items += [(derive_id(str(p.relative_to(path))), p, None) for p in found]
+            items += [(derive_id(str(p.relative_to(path))), p, None, None) for p in found]
     out, seen_ids, seen_files = [], set(), set()
-    for vid, path, label in items:
+    for vid, path, label, photo in items:
         key = os.path.realpath(path)
         if key in seen_files:
             log.warning("%s: named twice; predicted once", path)
@@ -118,7 +129,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, Path, str | None]]:
             k += 1
             unique = f"{vid}_{k}"
         seen_ids.add(unique)
-        out.append((unique, path, label))
+        out.append((unique, path, label, photo))
     return out
 
 
@@ -160,12 +171,14 @@ def run_batch(
     retry_failed: bool = False,
     progress: bool | None = None,
     predictor: Predictor | None = None,
+    reference: str | None = None,
 ) -> pd.DataFrame:
     """Predict every video the inputs name with one Predictor (networks loaded once) into
     `out_dir/<video_id>/`, and write `out_dir/summary.csv` (one row per video, in input order,
     rewritten as videos finish). Resumable: a video whose folder holds a summary.json of the
     same model and file is skipped; one that failed before (failed.json) is skipped too
-    unless `retry_failed`. A video that cannot be used (undecodable, no face…) is recorded
+    unless `retry_failed`. `reference`: a photo of the person to follow in every video
+    (a sheet's `reference` column overrides it per row). A video that cannot be used (undecodable, no face…) is recorded
     with its reason (status `failed`) and the batch goes on.
 
     With two threads or more the batch runs in two stages: while a worker thread aligns,
@@ -184,6 +197,8 @@ def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     if predictor is None:  # else one already loaded (device, threads, calibration its own)
         predictor = Predictor(model_dir, device, threads, calibration)
+    if reference is not None:
+        predictor.reference = reference
     pipelined = predictor.threads >= 2
     rows: dict[int, dict] = {}
     counts = {"done": 0, "skipped": 0, "failed": 0}
@@ -196,7 +211,7 @@ def run_batch(
     def record(
         k: int, status: str, summary: dict | None, reason: str, t0: float, known: bool = False
     ) -> None:
-        vid, path, label = items[k]
+        vid, path, label, _ = items[k]
         if status == "failed" and not known:  # a new failure (else failed.json has it)
             (out / vid).mkdir(parents=True, exist_ok=True)
             write_json_atomic(out / vid / "failed.json", {"video": str(path), "reason": reason})
@@ -229,7 +244,8 @@ def run_batch(
     pending = None  # the video the worker finishes while the next one is detected
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="predict") as pool:
-            for k, (vid, path, _) in enumerate(items):
+            for k, (vid, path, _, photo) in enumerate(items):
+                photo = photo or predictor.reference
                 folder = out / vid
                 t0 = time.perf_counter()
                 earlier = _read_json(folder / "summary.json")
@@ -238,6 +254,7 @@ def run_batch(
                     earlier.get("video") == str(path)
                     and earlier.get("model_digest") == predictor.digest
                     and earlier.get("video_stamp") == video_stamp(path)
+                    and earlier.get("reference") == photo
                 ):
                     record(k, "skipped", earlier, "predicted earlier", t0)
                     continue
@@ -247,15 +264,15 @@ def run_batch(
                     continue
                 (folder / "failed.json").unlink(missing_ok=True)
                 try:
-                    found = predictor.detect(path)
+                    found = predictor.detect(path, photo)
                 except Exception as err:
                     record(k, "failed", None, failure(path, err), t0)
                     continue
                 if not pipelined:
-                    collect((k, _done(predictor.finish, path, found, folder), t0))
+                    collect((k, _done(predictor.finish, path, found, folder, photo), t0))
                     continue
                 collect(pending)
-                pending = (k, pool.submit(predictor.finish, path, found, folder), t0)
+                pending = (k, pool.submit(predictor.finish, path, found, folder, photo), t0)
             collect(pending)
     finally:
         predictor.pipelined = False

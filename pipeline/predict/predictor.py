@@ -79,6 +79,7 @@ class Predictor:
         device: str = "auto",
         threads: int = 2,
         calibration: Sequence[str] = (),
+        reference: str | None = None,
     ):
         from pipeline.detector import Detector
 
@@ -99,21 +100,24 @@ class Predictor:
         self.digest = model_digest(self.checkpoints)
         self.calibration = [str(c) for c in calibration]
         self.stats = calibration_stats(self, calibration)
+        self.reference = reference  # a photo of the person to follow in every video
 
-    def detect(self, video: str | Path) -> tuple:
-        """`face_track`'s face arrays, decode options, frame rate and kept frames. Run alone,
-        detection gives torch one thread less and decodes ahead in the other, as the face stage
-        does (`run_batch` sets the threads once for its two stages)."""
+    def detect(self, video: str | Path, reference: str | None = None) -> tuple:
+        """`face_track`'s face arrays, decode options, frame rate and kept frames; the person
+        of the photo `reference` (else the predictor's) is followed. Run alone, detection gives
+        torch one thread less and decodes ahead in the other, as the face stage does
+        (`run_batch` sets the threads once for its two stages)."""
         from pipeline.faces import torch_threads
 
         path = Path(video)
         if not path.exists():
             raise VideoError(f"{video}: no such video file or frame folder")
+        photo = reference or self.reference
         if self.pipelined:
-            return face_track(str(path), self.pre, self.detector)
+            return face_track(str(path), self.pre, self.detector, photo)
         set_threads(torch_threads(self.threads))
         try:
-            return face_track(str(path), self.pre, self.detector)
+            return face_track(str(path), self.pre, self.detector, photo)
         finally:
             set_threads(self.threads)
 
@@ -133,8 +137,11 @@ class Predictor:
         """Predict one video into `out_dir`; returns the summary written to summary.json."""
         return self.finish(video, self.detect(video), out_dir)
 
-    def finish(self, video: str | Path, found: tuple, out_dir) -> dict:
-        """After `detect`: alignment, backbone(s), the model(s), the four files in out_dir."""
+    def finish(
+        self, video: str | Path, found: tuple, out_dir, reference: str | None = None
+    ) -> dict:
+        """After `detect`: alignment, backbone(s), the model(s), the four files in out_dir
+        (`reference`: the photo detect followed, recorded in the summary)."""
         path = Path(video)
         features = self.features(str(path), found)
         arrays, _, fps, _ = found
@@ -192,6 +199,7 @@ class Predictor:
             "checkpoints": [str(p) for p in self.checkpoints],
             "model_digest": self.digest,
             "video_stamp": video_stamp(path),
+            "reference": str(reference or self.reference or "") or None,
             "normalize": self.normalize,
             "calibration": self.calibration,
             "classes": classes,
@@ -216,8 +224,10 @@ def run(
     device: str = "auto",
     threads: int = 1,
     calibration: Sequence[str] = (),
+    reference: str | None = None,
 ) -> dict:
-    """Predict one video; returns the summary written to summary.json."""
+    """Predict one video (following the person of the photo `reference`, if given); returns
+    the summary written to summary.json."""
     if not Path(video).exists():
         raise ConfigError(f"{video}: no such video file or frame folder")
-    return Predictor(model_dir, device, threads, calibration).video(video, out_dir)
+    return Predictor(model_dir, device, threads, calibration, reference).video(video, out_dir)

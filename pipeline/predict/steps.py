@@ -97,9 +97,12 @@ class Kept:
             yield frame
 
 
-def face_track(path: str, pre: dict, detector) -> tuple[dict, dict, float, list | None]:
+def face_track(
+    path: str, pre: dict, detector, reference: str | None = None
+) -> tuple[dict, dict, float, list | None]:
     """Probe and detect: the face arrays of every frame, the decode options, the frame rate
-    and the decoded frames when they were few enough to keep (see `Kept`)."""
+    and the decoded frames when they were few enough to keep (see `Kept`); `reference`: a
+    photo of the person to follow."""
     from pipeline.faces import detect_video
     from pipeline.video import iter_lazy, probe
 
@@ -111,7 +114,13 @@ def face_track(path: str, pre: dict, detector) -> tuple[dict, dict, float, list 
     info = probe(path, decode["folder_fps"], decode["target_fps"], count=False)
     face = detector.p
     kept = Kept(iter_lazy(path, **decode))
-    arrays = detect_video(detector, path, info.n_frames or None, info.fps, decode, kept)
+    arrays = detect_video(detector, path, info.n_frames or None, info.fps, decode, kept, reference)
+    if not arrays["valid"].any() and reference:
+        raise VideoError(
+            f"{path}: the person of the reference photo {reference} is not seen in any of its "
+            f"{len(arrays['valid'])} frames; check the photo, or raise face.identity_threshold "
+            "when training"
+        )
     if not arrays["valid"].any():
         raise VideoError(
             f"{path}: no usable face in any of its {len(arrays['valid'])} frames (detector "

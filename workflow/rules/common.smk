@@ -95,6 +95,15 @@ def get_sheet():
     return "results/dataset/sheet.csv"
 
 
+def get_reference_photos(wildcards):
+    """The sheet's reference photos: a new photo re-runs the dataset rule and what follows."""
+    from pipeline.datasets.sheet import reference_photos
+
+    if DATASET["format"] != "sheet":
+        return []
+    return reference_photos(DATASET["sheet"], DATASET.get("root"))
+
+
 def get_dataset_root():
     return [DATASET["root"]] if DATASET["format"] != "sheet" else []
 

@@ -21,6 +21,7 @@ rule adapt_dataset:
 rule dataset:
     input:
         sheet=get_sheet(),
+        photos=get_reference_photos,
     output:
         videos="results/dataset/videos.csv",
         skipped="results/qc/dataset_skipped.csv",
