@@ -31,6 +31,7 @@ class Entry:
     kind: str  # VECTORS: (T, D) per-frame features; PIXELS: (T, H, W, C) uint8 clips; ANY
     summary: str
     train: str | None = None
+    tasks: tuple[str, ...] = ("classify",)  # models: classify, and/or regress (frame-wise)
 
     @property
     def per_fold(self) -> bool:
@@ -74,9 +75,15 @@ BACKBONES: dict[str, Entry] = {
     ),
 }
 
+TASKS = ("classify", "regress")
+BOTH = TASKS
+
 MODELS: dict[str, Entry] = {
     "gru": Entry(
-        "pipeline.models.gru:GRUClassifier", VECTORS, "GRU over per-frame feature vectors"
+        "pipeline.models.gru:GRUClassifier",
+        VECTORS,
+        "GRU over per-frame feature vectors",
+        tasks=BOTH,
     ),
     "c3d": Entry("pipeline.models.c3d:C3D", PIXELS, "C3D-style 3D-CNN over pixel clips"),
     "pyranet3d": Entry(
@@ -98,11 +105,13 @@ MODELS: dict[str, Entry] = {
         "pipeline.models.mstcn:MSTCN",
         VECTORS,
         "multi-stage temporal convolutional network (MS-TCN)",
+        tasks=BOTH,
     ),
     "transformer": Entry(
         "pipeline.models.transformer:TemporalTransformer",
         VECTORS,
         "transformer encoder over per-frame features",
+        tasks=BOTH,
     ),
     "meanpool": Entry(
         "pipeline.models.meanpool:MeanPool",
@@ -113,6 +122,12 @@ MODELS: dict[str, Entry] = {
         "pipeline.models.statspool:StatsPool",
         VECTORS,
         "baseline: logistic regression on mean, std, min, max, slope over the clip",
+    ),
+    "ridge": Entry(
+        "pipeline.models.ridge:RidgeBaseline",
+        VECTORS,
+        "baseline (task regress): ridge regression on the clip's mean features",
+        tasks=("regress",),
     ),
 }
 
@@ -152,6 +167,18 @@ def load(table: dict[str, Entry], name: str, what: str):
     return resolve(lookup(table, name, what).target)
 
 
+def check_task(model: str, task: str) -> None:
+    """A ConfigError when `model` cannot do `task` (classify, or regress: frame-wise)."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    if task not in lookup(MODELS, model, "model").tasks:
+        able = sorted(name for name, entry in MODELS.items() if task in entry.tasks)
+        raise ConfigError(
+            f"model {model!r} cannot {task}; models that can: {', '.join(able)} (leave the "
+            f"others out of the run with `models: {{{base(model)}: false}}`)"
+        )
+
+
 def backbone_entry(name: str) -> Entry:
     """The catalog entry of a configured backbone name (a variant "onnx@label" is onnx's)."""
     return lookup(BACKBONES, name, "backbone")
@@ -176,8 +203,10 @@ def experiments(config: dict) -> list[tuple[str, str]]:
     for name in configured:
         lookup(BACKBONES, name, "backbone")
     pairs = []
+    task = config.get("task", "classify")
     for model, params in (config.get("models") or {}).items():
         takes = lookup(MODELS, model, "model").kind
+        check_task(model, task)
         wanted = (params or {}).get("backbones")
         if wanted is None:
             wanted = [b for b in configured if takes in (ANY, backbone_entry(b).kind)]

@@ -68,7 +68,8 @@ def wilcoxon_p(diff: np.ndarray) -> float:
 
 
 def per_fold(m: dict, metric: str, level: str = "video") -> dict[int, float]:
-    return {f["fold"]: f[metric] for f in m[level]["folds"]}
+    """fold → score (folds where it is undefined, e.g. a constant CCC, are left out)."""
+    return {f["fold"]: f[metric] for f in m[level]["folds"] if f[metric] is not None}
 
 
 def compare(a: dict, b: dict, metric: str = "war", level: str = "video") -> dict:
@@ -105,15 +106,22 @@ def same_folds(a: dict, b: dict) -> bool:
     return sizes == {f["fold"]: f["n"] for f in b["video"]["folds"]}
 
 
-def all_pairs(metrics: list[dict], keys: tuple[str, ...] = ("war", "uar")) -> pd.DataFrame:
+def all_pairs(
+    metrics: list[dict], keys: tuple[str, ...] = ("war", "uar"), level: str = "video"
+) -> pd.DataFrame:
     """Every pair of comparable results (a listed before b), for each metric."""
     rows = [
-        compare(a, b, key)
+        compare(a, b, key, level)
         for a, b in itertools.combinations(metrics, 2)
         if same_folds(a, b)
         for key in keys
     ]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def regress_keys(metrics: list[dict]) -> tuple[str, ...]:
+    """A regress run's per-fold keys to compare: the frame-level CCC of each dimension."""
+    return tuple(f"ccc_{d}" for d in metrics[0]["dimensions"])
 
 
 def caveat(n_folds: int) -> str:
@@ -162,7 +170,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for path in args.metrics:
         with open(path, encoding="utf-8") as f:
             metrics.append(json.load(f))
-    pairs = all_pairs(metrics)
+    if metrics and metrics[0].get("task") == "regress":  # frame-level CCC per dimension
+        pairs = all_pairs(metrics, regress_keys(metrics), level="frame")
+    else:
+        pairs = all_pairs(metrics)
     write_csv_atomic(args.out, pairs)
     log.info("%d comparisons of %d results", len(pairs), len(metrics))
 

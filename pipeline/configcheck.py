@@ -167,6 +167,15 @@ def problems(config: dict) -> list[str]:
             f"{os.getcwd()!r}); give the path of your CSV sheet (columns path, subject, label), "
             f"or {DEMO_SHEET} for the generated demo"
         )
+    if (
+        config.get("task") == "regress"
+        and dataset["format"] == "sheet"
+        and os.path.isfile(dataset["sheet"])
+    ):  # the annotation files, before any job (an adapter's sheet: the targets stage checks)
+        from pipeline.datasets.sheet import annotation_problems
+
+        out += annotation_problems(dataset["sheet"], dataset.get("root"),
+                                   dataset.get("annotation") or {})  # fmt: skip
     try:
         catalog.experiments(config)
     except ConfigError as err:

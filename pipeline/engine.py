@@ -138,6 +138,13 @@ def make_optimizer(model: nn.Module, settings: Training) -> torch.optim.Optimize
     return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
 
 
+def make_schedule(opt: torch.optim.Optimizer, settings: Training):
+    """Step decay every `lr_step` epochs, or None (a constant learning rate)."""
+    if not settings.lr_step:
+        return None
+    return torch.optim.lr_scheduler.StepLR(opt, settings.lr_step, settings.lr_gamma)
+
+
 def evaluate_loss(model, x, y, criterion, device: str, batch_size: int = 64) -> tuple[float, float]:
     """Mean loss (the logits under the training criterion) and accuracy of samples x."""
     model.eval()
@@ -210,11 +217,7 @@ def fit(
     loss_weights = weights if settings.balance == "weighted" else np.ones_like(weights)
     criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(loss_weights).to(device))
     opt = make_optimizer(model, settings)
-    schedule = (
-        torch.optim.lr_scheduler.StepLR(opt, settings.lr_step, settings.lr_gamma)
-        if settings.lr_step
-        else None
-    )
+    schedule = make_schedule(opt, settings)
     gen = torch.Generator().manual_seed(seed)
     draw = torch.from_numpy(weights[y.numpy()]).double()
     validate = x_val is not None and len(x_val) > 0

@@ -25,6 +25,9 @@ Every row is one decoded frame (at the run's target fps) of one video:
     <model>:<backbone>:p_<class>,     the fold model that had the video in its test fold
     <model>:<backbone>:pred           (never one that trained on it): the mean of the clip
                                       windows covering the frame, and its top class
+    label:<dim>, <model>:<backbone>:<dim>
+                                      task regress: the annotation carried onto the frame
+                                      and the test-fold model's frame-wise prediction
 
 Frames without a face have empty box, landmark, pose and probability cells. `index.csv` lists
 every video of the run: video_id, subject, label, fold, status (done | skipped), reason,
@@ -183,6 +186,9 @@ def frame_table(
             )
     for pair, table in predictions.items():
         mine = table[table.video_id == video_id]
+        if "frame" in table.columns:  # a regress run's frame-wise values
+            cols.update(frame_values(pair, mine, n))
+            continue
         probs, classes = per_frame(mine, n)
         for j, c in enumerate(classes):
             cols[f"{pair}:p_{c}"] = probs[:, j]
@@ -190,6 +196,21 @@ def frame_table(
         best = np.array(classes, object)[np.nan_to_num(probs, nan=-1).argmax(1)] if classes else []
         cols[f"{pair}:pred"] = np.where(covered, best, None) if len(classes) else np.full(n, None)
     return pd.DataFrame(cols)
+
+
+def frame_values(pair: str, rows: pd.DataFrame, n: int) -> dict[str, np.ndarray]:
+    """A regress run: `label:<dim>` (the annotation on the frame) and `<pair>:<dim>` (the
+    fold model's prediction) from one video's rows of predictions.csv; NaN elsewhere."""
+    out = {}
+    frames = rows.frame.to_numpy(int)
+    inside = (frames >= 0) & (frames < n)
+    for column in rows.columns:
+        if column.startswith(("true_", "pred_")):
+            kind, dim = column.split("_", 1)
+            values = np.full(n, np.nan)
+            values[frames[inside]] = rows[column].to_numpy(float)[inside]
+            out[f"label:{dim}" if kind == "true" else f"{pair}:{dim}"] = values
+    return out
 
 
 def persons(faces: h5py.Group, face: np.ndarray) -> dict[str, np.ndarray]:

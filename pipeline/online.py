@@ -79,7 +79,13 @@ class Live:
 
     def __init__(self, predictor):
         from pipeline.backbones import build_backbone
+        from pipeline.common import ConfigError
 
+        if predictor.task != "classify":
+            raise ConfigError(
+                f"{predictor.meta['model']}: a {predictor.task} model; live streams take "
+                "classifiers (pipeline.predict draws a regress model's curves of a file)"
+            )
         self.p = predictor
         self.length = int(predictor.meta["clip_length"])
         self.specs = []

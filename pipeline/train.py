@@ -92,8 +92,10 @@ def onthefly(model, reader, test: pd.DataFrame, probs: np.ndarray, length: int, 
     return rows, np.stack(out)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="Train a temporal model on one fold.")
+def fold_arguments(description: str) -> argparse.ArgumentParser:
+    """The command line every per-fold training stage shares (this one, and task regress's
+    `pipeline.regression.train`): inputs, model, fold, seed, device, calibration, outputs."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--clips", required=True)
     ap.add_argument("--folds", required=True)
     ap.add_argument("--features", nargs="+", required=True, help="features/{backbone}/shard-*.h5")
@@ -121,6 +123,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--out-weights", required=True)
     ap.add_argument("--out-history", required=True)
     ap.add_argument("--out-predictions", required=True)
+    return ap
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = fold_arguments("Train a temporal model on one fold.")
     ap.add_argument("--out-onthefly", required=True)
     return ap.parse_args(argv)
 

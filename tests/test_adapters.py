@@ -108,3 +108,69 @@ def test_wrong_layout_is_a_clear_error(tmp_path):
         build_sheet("fer2013", tmp_path)
     with pytest.raises(SheetError, match="no labelled video"):
         build_sheet("enterface", tmp_path)
+
+
+def clip(path, n=6, fps=10):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, (np.full((32, 32, 3), 30 * i, np.uint8) for i in range(n)), fps=fps)
+
+
+def test_send_pairs_videos_with_their_ratings(tmp_path):
+    from pipeline.targets import build_targets
+
+    root = tmp_path / "SEND"
+    clip(root / "videos/train/ID1_vid1.mp4")
+    clip(root / "videos/test/ID2_vid3.mp4")
+    clip(root / "videos/train/ID3_vid2.mp4")  # no ratings: left out
+    touch(root / "ratings/train/ID1_vid1.csv", b"time,evaluatorWeightedEstimate\n0,0.1\n0.5,0.3\n")
+    touch(root / "ratings/test/ID2_vid3.csv", b"time,evaluatorWeightedEstimate\n0,-0.2\n0.5,0\n")
+    touch(root / "ratings/test/ID9_vid9.csv", b"time,evaluatorWeightedEstimate\n0,0\n")
+    sheet = build_sheet("send", root)
+    assert sheet[["video_id", "subject", "label"]].values.tolist() == [
+        ["ID1_vid1", "ID1", "-"],
+        ["ID2_vid3", "ID2", "-"],
+    ]
+    checked = read_sheet(_write(sheet, tmp_path), root, task="regress")
+    videos, _ = probe_videos(checked, 30.0, "fail")
+    times = {v: np.arange(6) / 10 for v in videos.video_id}
+    targets, dims, _ = build_targets(videos, times, {})
+    assert dims == ["evaluatorWeightedEstimate"]
+    np.testing.assert_allclose(  # 0.5 s steps onto 10 fps frames; after 0.5 s: no label
+        targets["ID1_vid1"][:, 0], [0.1, 0.14, 0.18, 0.22, 0.26, 0.3], rtol=1e-5
+    )
+
+
+def test_affwild2_reads_one_line_per_frame_with_gaps(tmp_path):
+    from pipeline.targets import build_targets
+
+    root = tmp_path / "AffWild2"
+    clip(root / "videos/video1.mp4", n=4)
+    clip(root / "videos/video2.avi", n=4)
+    notes = root / "annotations/VA_Estimation_Challenge"
+    touch(notes / "Train_Set/video1.txt", b"valence,arousal\n0.1,0.2\n-5,-5\n0.3,0.4\n0.5,0.6\n")
+    touch(notes / "Validation_Set/video2.txt", b"valence,arousal\n0,0\n0,0\n0,0\n0,0\n")
+    touch(notes / "Train_Set/video3_left.txt", b"valence,arousal\n0,0\n")
+    sheet = build_sheet("affwild2", root)
+    assert sheet[["video_id", "subject", "split"]].values.tolist() == [
+        ["video1", "video1", "train"],
+        ["video2", "video2", "val"],
+    ]
+    videos, _ = probe_videos(
+        read_sheet(_write(sheet, tmp_path), root, task="regress"), 30.0, "fail"
+    )
+    settings = {"missing": [-5], "row_is_frame": True, "range": [-1, 1], "max_gap": 0.05}
+    times = {v: np.arange(4) / 10 for v in videos.video_id}
+    targets, dims, qc = build_targets(videos, times, settings)
+    assert dims == ["valence", "arousal"]
+    np.testing.assert_allclose(
+        targets["video1"], [[0.1, 0.2], [np.nan] * 2, [0.3, 0.4], [0.5, 0.6]]
+    )
+    assert qc.set_index("video_id").loc["video1", "valence_labelled"] == 0.75
+    with pytest.raises(SheetError, match="no time column"):
+        build_targets(videos, times, {"missing": [-5]})  # without row_is_frame
+
+
+def _write(sheet, tmp_path):
+    path = tmp_path / "sheet.csv"
+    sheet.to_csv(path, index=False)
+    return path

@@ -21,7 +21,7 @@ PACKAGE = ROOT / "pipeline"
 # own layer and the layers below; never one above.
 LAYERS = [
     ["pipeline.common"],
-    ["pipeline.catalog", "pipeline.video", "pipeline.store"],
+    ["pipeline.catalog", "pipeline.video", "pipeline.store", "pipeline.continuous"],
     ["pipeline.configcheck", "pipeline.datasets"],
     [
         "pipeline.landmarks",
@@ -33,13 +33,13 @@ LAYERS = [
     ["pipeline.detector"],
     ["pipeline.faces"],
     ["pipeline.headpose", "pipeline.frontalize"],
-    ["pipeline.clips"],
+    ["pipeline.clips", "pipeline.targets"],
     ["pipeline.folds"],
     ["pipeline.splits", "pipeline.augment", "pipeline.engine"],
     ["pipeline.backbones", "pipeline.features"],
     ["pipeline.models"],
     ["pipeline.train", "pipeline.train_backbone"],
-    ["pipeline.evaluate"],
+    ["pipeline.evaluate", "pipeline.regression"],
     ["pipeline.compare", "pipeline.qc", "pipeline.export"],
     ["pipeline.report"],
     ["pipeline.predict", "pipeline.stream", "pipeline.online"],

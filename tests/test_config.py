@@ -64,7 +64,9 @@ def test_model_keys_and_defaults_are_the_schemas(schema, name):
     cls = catalog.load(catalog.MODELS, name, "model")
     arch = set(model_settings(name))
     training = set(Training.keys()) | set(DAG_KEYS)
-    if cls.closed_form:  # fitted in one call: no epochs, no optimiser, no validation split
+    if cls.closed_form and "classify" not in catalog.MODELS[name].tasks:  # ridge: no classes
+        assert set(block) == arch | {"val_subjects", "backbones", "normalize"}
+    elif cls.closed_form:  # fitted in one call: no epochs, no optimiser, no validation split
         assert set(block) == arch | {"balance", "backbones", "normalize"}
     else:
         assert set(block) == arch | training, set(block) ^ (arch | training)
@@ -194,11 +196,37 @@ def test_a_missing_sheet_and_an_impossible_pairing_are_problems(root, tmp_path, 
     assert configcheck.check(config) == [("gru", "hog")]
 
 
+def test_a_regress_run_checks_its_annotation_files_and_models_before_any_job(
+    root, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "a.csv").write_text("time,valence\n0,0.5\n0,0.6\n")
+    (tmp_path / "sheet.csv").write_text("path,subject,annotation\na.mp4,s1,a.csv\nb.mp4,s2,b.csv\n")
+    config = validated(
+        root,
+        task="regress",
+        dataset={"sheet": "sheet.csv", "annotation": {"range": [-1, 1]}},
+        backbones={"hog": {}},
+        models={"mstcn": {}, "c3d": {}},
+    )
+    text = "\n".join(configcheck.problems(config))
+    assert "sheet.csv: line 3: annotation" in text and "b.csv' does not exist" in text
+    assert "model 'c3d' cannot regress" in text
+    (tmp_path / "sheet.csv").write_text("path,subject,annotation\na.mp4,s1,a.csv\n")
+    config["models"] = {"mstcn": {}, "ridge": {}}
+    assert configcheck.problems(config) == [
+        "a.csv: line 3: time 0 does not increase (previous 0); sort the rows by time, one row "
+        "per instant"
+    ]
+
+
 def test_the_demo_config_and_presets_have_no_problems(root, tmp_path, monkeypatch):
     from snakemake.utils import update_config
 
     schema = configcheck.load_schema(configcheck.schema_path(root))
-    for presets in (["emop3d"], ["zoo"], ["backbones"], ["real"], ["real", "real-ablation"]):
+    for presets in (["emop3d"], ["zoo"], ["backbones"], ["real"], ["real", "real-ablation"],
+                    ["regress"]):  # fmt: skip
         config = yaml.safe_load((root / "config.yaml").read_text())
         for preset in presets:
             update_config(

@@ -39,3 +39,40 @@ def test_every_emotion_moves_some_control_point():
     face = demo.face_model(np.array(demo.PORTRAIT_LANDMARKS["astronaut"]))
     norms = {e: np.linalg.norm(demo.expression_vectors(face, e)) for e in demo.EMOTIONS}
     assert all(n > 0.1 * face.iod for n in norms.values())
+
+
+def test_the_intensity_track_is_what_the_frames_are_rendered_with():
+    track: list = []
+    frames = demo.render_subject(
+        1, "happiness", 12, (160, 120), np.random.default_rng(7), track=track
+    )
+    plain = apex_frame("happiness")  # asking for the track changes no frame
+    assert all(np.array_equal(x, y) for x, y in zip(frames, plain, strict=True))
+    (level,) = track
+    assert level.shape == (12,) and level[0] == 0.0 and level[-1] > 0.9
+    # how far each frame is from the neutral first frame grows with the intensity
+    moved = [np.abs(f.astype(int) - frames[0].astype(int)).mean() for f in frames]
+    assert np.corrcoef(level, moved)[0, 1] > 0.8  # head motion and light move pixels too
+
+
+def test_the_demo_writes_an_annotation_file_per_video(tmp_path):
+    import pandas as pd
+
+    sheet = demo.generate(
+        tmp_path,
+        {
+            "subjects": 2,
+            "repetitions": 1,
+            "min_frames": 8,
+            "max_frames": 10,
+            "width": 96,
+            "height": 72,
+        },  # fmt: skip
+    )
+    assert len(sheet) == 12 and sheet.annotation.str.startswith("annotations/").all()
+    for row in sheet.itertuples():
+        notes = pd.read_csv(tmp_path / row.annotation)
+        assert list(notes.columns) == ["time", "intensity", "valence"]
+        assert notes.intensity.between(0, 1).all()
+        sign = np.sign(demo.VALENCE[row.label])
+        assert (np.sign(notes.valence[notes.intensity > 0]) == sign).all()

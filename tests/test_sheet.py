@@ -176,3 +176,24 @@ def test_reference_photos_are_checked_with_the_sheet(tmp_path):
     assert sheet.reference.iloc[0] == str(tmp_path / "me.png") and pd.isna(sheet.reference.iloc[1])
     videos, _ = probe_videos(sheet, 30.0, "fail")
     assert videos.reference.iloc[0] == str(tmp_path / "me.png")
+
+
+def test_annotations_are_checked_with_the_sheet_and_regress_needs_them(tmp_path):
+    for name in ("a", "b"):
+        make_video(tmp_path / f"{name}.mp4")
+    (tmp_path / "a.csv").write_text("time,valence\n0,0.1\n0.1,0.2\n")
+    (tmp_path / "b.csv").write_text("time,valence\n0,0.1\n0.1,7\n")
+    (tmp_path / "sheet.csv").write_text("path,subject,annotation\na.mp4,s1,a.csv\nb.mp4,s2,b.csv\n")
+    with pytest.raises(SheetError, match="missing column"):
+        read_sheet(tmp_path / "sheet.csv")  # classify: a label column is needed
+    sheet = read_sheet(tmp_path / "sheet.csv", task="regress")
+    assert sheet.label.tolist() == ["-", "-"]
+    assert sheet.annotation.tolist() == [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    (tmp_path / "more.csv").write_text("path,subject,annotation\na.mp4,s1,a.csv\nb.mp4,s2,\n")
+    with pytest.raises(SheetError, match="line 3: no annotation"):
+        read_sheet(tmp_path / "more.csv", task="regress")
+    from pipeline.datasets.sheet import annotation_problems
+
+    problems = annotation_problems(tmp_path / "sheet.csv", None, {"range": [-1, 1]})
+    assert problems == [f"{tmp_path / 'b.csv'}: line 3: valence 7 is outside the range [-1, 1]"]
+    assert annotation_problems(tmp_path / "sheet.csv", None, {}) == []  # no range: no check

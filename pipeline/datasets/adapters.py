@@ -212,11 +212,84 @@ def dfew(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _by_stem(files: list[Path], what: str) -> dict[str, Path]:
+    """stem → file; a stem found twice is an error naming both files."""
+    found: dict[str, Path] = {}
+    for f in files:
+        if f.stem in found:
+            raise SheetError(f"{f}: a second {what} named {f.stem!r} (also {found[f.stem]})")
+        found[f.stem] = f
+    return found
+
+
+def _paired(root: Path, videos: dict[str, Path], notes: dict[str, Path], what: str) -> list:
+    """(stem, video, annotation) of the videos with an annotation file; the rest logged."""
+    for stem in sorted(set(notes) - set(videos)):
+        log.warning("%s: %s without a video named %s.*; left out", notes[stem], what, stem)
+    for stem in sorted(set(videos) - set(notes)):
+        log.warning("%s: no %s file; left out", videos[stem], what)
+    return [(stem, videos[stem], notes[stem]) for stem in sorted(set(videos) & set(notes))]
+
+
+def send(root: Path) -> pd.DataFrame:
+    """SEND-style (Stanford Emotional Narratives): videos/**/<ID>_<video>.mp4 and
+    ratings/**/<ID>_<video>.csv (a time column in seconds and the rating, e.g. `time,rating`
+    or SEND's `time,evaluatorWeightedEstimate`, one row every 0.5 s), paired by name; the
+    subject is the part before the first `_`. For task regress (labels are `-`)."""
+    _require(root, "videos", what="expected the SEND-style layout videos/ + ratings/")
+    ratings = _require(root, "ratings", what="expected the SEND-style layout videos/ + ratings/")
+    videos = _by_stem(_videos(root / "videos"), "video")
+    notes = _by_stem(_sorted(ratings.rglob("*.csv")), "ratings file")
+    return pd.DataFrame(
+        [
+            {"path": v.relative_to(root).as_posix(), "subject": stem.split("_")[0], "label": "-",
+             "video_id": derive_video_id(stem), "annotation": a.relative_to(root).as_posix()}
+            for stem, v, a in _paired(root, videos, notes, "ratings")
+        ]
+    )  # fmt: skip
+
+
+def affwild2(root: Path) -> pd.DataFrame:
+    """Aff-Wild2-style: videos/<name>.mp4 (or .avi) and annotations/**/<Train|Validation…>/
+    <name>.txt (header `valence,arousal`, then one line per frame, -5 unlabelled: set
+    dataset.annotation `missing: [-5]` and `row_is_frame: true`). Each video is its own
+    subject; `split` is train or val from the annotation folder. Files named <name>_left /
+    <name>_right follow one of two people in <name>: left out with a warning (give each a
+    `reference` photo in a sheet instead). For task regress (labels are `-`)."""
+    _require(root, "videos", what="expected the Aff-Wild2 layout videos/ + annotations/")
+    notes_root = _require(
+        root, "annotations", what="expected the Aff-Wild2 layout videos/ + annotations/"
+    )
+    videos = _by_stem(_videos(root / "videos"), "video")
+    notes = {}
+    for f in _by_stem(_sorted(notes_root.rglob("*.txt")), "annotation file").values():
+        if re.search(r"_(left|right)$", f.stem) and f.stem not in videos:
+            log.warning("%s: one of two people in a video; left out (see the docstring)", f)
+            continue
+        notes[f.stem] = f
+    rows = []
+    for stem, v, a in _paired(root, videos, notes, "annotation"):
+        folder = a.parent.name.lower()
+        split = "train" if folder.startswith("train") else "val" if folder.startswith("val") else ""
+        rows.append({"path": v.relative_to(root).as_posix(), "subject": stem, "label": "-",
+                     "video_id": derive_video_id(stem), "annotation": a.relative_to(root).as_posix(),
+                     **({"split": split} if split else {})})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def derive_video_id(stem: str) -> str:
+    from pipeline.datasets.sheet import derive_id
+
+    return derive_id(stem)
+
+
 ADAPTERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     "ckplus": ckplus,
     "enterface": enterface,
     "afew": afew,
     "dfew": dfew,
+    "send": send,
+    "affwild2": affwild2,
 }
 
 

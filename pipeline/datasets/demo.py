@@ -11,7 +11,11 @@ deformation: identity, motion, light and noise are drawn independently of the la
 
     python -m pipeline.datasets.demo --out data/demo --params '{"subjects": 10, ...}'
 
-writes `data/demo/videos/*.mp4` and then `data/demo/sheet.csv` (path, subject, label).
+writes `data/demo/videos/*.mp4`, one annotation file per video in `data/demo/annotations/`
+(its continuous ground truth from the render parameters, for `task: regress`: `time` in
+seconds, `intensity` — the expression's strength in [0, 1] as rendered on that frame — and
+`valence` — intensity × the emotion's sign and weight, `VALENCE`) and then
+`data/demo/sheet.csv` (path, subject, label, annotation).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from pipeline.video import write_video
 log = logging.getLogger(__name__)
 
 EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+# valence of each emotion at full intensity (the demo's signed valence track)
+VALENCE = {"anger": -0.6, "disgust": -0.6, "fear": -0.7, "happiness": 0.8, "sadness": -0.7,
+           "surprise": 0.2}  # fmt: skip
 
 # Five MTCNN landmarks (left eye, right eye, nose, left and right mouth corner; x, y in pixels)
 # of each base portrait, measured once with facenet-pytorch's MTCNN (p > 0.999).
@@ -239,8 +246,10 @@ def render_video(
     n_frames: int,
     size: tuple[int, int],
     rng: np.random.Generator,
+    track: list | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield `n_frames` RGB uint8 frames of shape (height, width, 3)."""
+    """Yield `n_frames` RGB uint8 frames of shape (height, width, 3); `track`, if given,
+    receives the (n_frames,) expression intensity the frames are rendered with."""
     import cv2
 
     width, height = size
@@ -251,6 +260,8 @@ def render_video(
     apex = expression_vectors(face, emotion) * identity.expressiveness * rng.uniform(0.9, 1.1)
     shape = identity.shape * face.iod
     level = intensity_profile(n_frames, rng)
+    if track is not None:
+        track.append(level)
     opening = MOUTH_OPENING.get(emotion, 0.0) * face.iod * identity.expressiveness
 
     # Head motion: slow sinusoids with random phases (degrees, IOD units, ratio).
@@ -322,12 +333,14 @@ def render_subject(
     size: tuple[int, int],
     rng: np.random.Generator,
     seed: int = 0,
+    track: list | None = None,
 ) -> list[np.ndarray]:
-    """The frames of synthetic subject number `subject` (identity drawn from `seed`) showing `emotion`."""
+    """The frames of synthetic subject number `subject` (identity drawn from `seed`) showing
+    `emotion` (`track`: see render_video)."""
     identity = make_identity(subject, np.random.default_rng([seed, subject]))
     portrait = load_portrait(identity.portrait)
     landmarks = np.array(PORTRAIT_LANDMARKS[identity.portrait])
-    return list(render_video(portrait, landmarks, identity, emotion, n_frames, size, rng))
+    return list(render_video(portrait, landmarks, identity, emotion, n_frames, size, rng, track))
 
 
 def write_subject(out_dir: Path, p: dict, s: int) -> list[dict]:
@@ -338,12 +351,31 @@ def write_subject(out_dir: Path, p: dict, s: int) -> list[dict]:
         for r in range(p["repetitions"]):
             rng = np.random.default_rng([p["seed"], s, e, r, 1])
             n = int(rng.integers(p["min_frames"], p["max_frames"] + 1))
-            frames = render_subject(s, emotion, n, (p["width"], p["height"]), rng, seed=p["seed"])
-            name = f"videos/{subject}_{emotion}_{r + 1}.mp4"
+            track: list = []
+            size = (p["width"], p["height"])
+            frames = render_subject(s, emotion, n, size, rng, seed=p["seed"], track=track)
+            stem = f"{subject}_{emotion}_{r + 1}"
+            name = f"videos/{stem}.mp4"
             tmp = out_dir / f"{name}.tmp.mp4"
             write_video(tmp, frames, fps=p["fps"])
             tmp.replace(out_dir / name)
-            rows.append({"path": name, "subject": subject, "label": emotion})
+            level = track[0]
+            notes = pd.DataFrame(
+                {
+                    "time": np.round(np.arange(n) / p["fps"], 6),
+                    "intensity": np.round(level, 5),
+                    "valence": np.round(level * VALENCE[emotion], 5),
+                }
+            )
+            write_csv_atomic(out_dir / "annotations" / f"{stem}.csv", notes)
+            rows.append(
+                {
+                    "path": name,
+                    "subject": subject,
+                    "label": emotion,
+                    "annotation": f"annotations/{stem}.csv",
+                }  # fmt: skip
+            )
     log.info("subject %s: %d videos", subject, len(rows))
     return rows
 
@@ -360,6 +392,7 @@ def generate(out_dir: str | Path, params: dict, workers: int = 1) -> pd.DataFram
         raise ValueError("demo.subjects must be >= 2 for subject-independent folds")
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
     subjects = range(p["subjects"])
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:

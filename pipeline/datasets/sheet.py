@@ -9,8 +9,13 @@ A sheet is a CSV file (comma, semicolon or tab separated; UTF-8) with the column
 and optionally `video_id` (letters, digits, `_`, `-`, `.`; without it the id is derived from
 the path relative to the data root) and `reference`: a photo (JPEG, PNG…, relative to the data
 root) of the person to follow in that video when several people are filmed (see
-`pipeline.identity`). A file listed twice is an error naming both lines. Every problem in the
-sheet is reported at once, with its line number, before any video is opened. Videos that cannot be decoded are skipped with their reason
+`pipeline.identity`) and `annotation`: a CSV of continuous labels over time for that video
+(`pipeline.datasets.annotations`: here its existence; its content is checked with the
+config's `dataset.annotation` settings when the workflow starts, `annotation_problems`, so
+that changing those settings re-runs the targets and training, never this stage).
+With `--task regress` every row needs an annotation and `label` may be left out. A file
+listed twice is an error naming both lines. Every problem in the sheet is reported at once,
+with its line number, before any video is opened. Videos that cannot be decoded are skipped with their reason
 (`on_error: skip`) or stop the run (`on_error: fail`).
 """
 
@@ -55,6 +60,7 @@ VIDEO_COLUMNS = [
     "target_fps",
     "rotation",
     "reference",
+    "annotation",
 ]
 SKIP_COLUMNS = ["video_id", "path", "stage", "reason"]
 
@@ -97,9 +103,11 @@ def check_photo(path: Path) -> str | None:
     return None
 
 
-def reference_photos(sheet: str | Path, root: str | Path | None = None) -> list[str]:
-    """The existing reference photos a sheet names (for the workflow: the dataset rule reruns
-    when one changes). Lenient: a sheet that cannot be read gives none; read_sheet says why."""
+def column_files(
+    sheet: str | Path, column: str, root: str | Path | None = None
+) -> list[tuple[int, Path]]:
+    """(line, path under the root) of every row of a sheet that names a file in `column`.
+    Lenient: a sheet that cannot be read gives none; read_sheet says why."""
     try:
         text = _decode(Path(sheet))
     except (OSError, SheetError):
@@ -107,10 +115,36 @@ def reference_photos(sheet: str | Path, root: str | Path | None = None) -> list[
     header = text.splitlines()[0] if text.strip() else ""
     rows = csv.DictReader(io.StringIO(text), delimiter=max(",;\t", key=header.count))
     base = Path(root) if root else Path(sheet).parent
-    found = {
-        (base / row["reference"].strip()) for row in rows if (row.get("reference") or "").strip()
-    }
+    return [
+        (i, base / row[column].strip())
+        for i, row in enumerate(rows, start=2)
+        if (row.get(column) or "").strip()
+    ]
+
+
+def reference_photos(sheet: str | Path, root: str | Path | None = None) -> list[str]:
+    """The existing reference photos a sheet names (for the workflow: the dataset rule reruns
+    when one changes)."""
+    found = {path for _, path in column_files(sheet, "reference", root)}
     return sorted(str(p) for p in found if p.is_file())
+
+
+def annotation_problems(sheet: str | Path, root: str | Path | None, settings: dict) -> list[str]:
+    """Every problem of the annotation files a sheet names, read with the config's
+    `dataset.annotation` settings (the workflow checks them before any job runs)."""
+    from pipeline.datasets.annotations import read_all
+
+    named = column_files(sheet, "annotation", root)
+    missing = [f"{sheet}: line {i}: annotation {str(p)!r} does not exist" for i, p in named
+               if not p.is_file()]  # fmt: skip
+    if missing:
+        return missing
+    try:
+        read_all([p for _, p in named], settings.get("dimensions"), settings.get("range"),
+                 settings.get("missing", []), settings.get("row_is_frame", False))  # fmt: skip
+    except SheetError as err:
+        return str(err).split("\n  ")[1:]
+    return []
 
 
 def _decode(path: Path) -> str:
@@ -125,9 +159,13 @@ def _decode(path: Path) -> str:
 
 
 def read_sheet(
-    sheet: str | Path, root: str | Path | None = None, labels: Sequence[str] | None = None
+    sheet: str | Path,
+    root: str | Path | None = None,
+    labels: Sequence[str] | None = None,
+    task: str = "classify",
 ) -> pd.DataFrame:
-    """Validate a sheet; return video_id, path (absolute), subject, label, line.
+    """Validate a sheet; return video_id, path (absolute), subject, label, reference,
+    annotation (absolute or None), line.
 
     Raises SheetError listing every problem (line numbers count the header as line 1).
     """
@@ -139,11 +177,12 @@ def read_sheet(
     delimiter = max(",;\t", key=header.count)
     rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
     columns = [c.strip() for c in (rows[0].keys() if rows else header.split(delimiter))]
-    missing = [c for c in REQUIRED if c not in columns]
+    required = REQUIRED if task == "classify" else ("path", "subject")
+    missing = [c for c in required if c not in columns]
     if missing:
         raise SheetError(
             f"{sheet}: missing column(s) {', '.join(missing)}; found {columns!r}. "
-            f"A sheet needs a header line with: {', '.join(REQUIRED)} (comma, semicolon or tab)"
+            f"A sheet needs a header line with: {', '.join(required)} (comma, semicolon or tab)"
         )
     base = Path(root) if root else sheet.parent
     base_resolved = base.resolve()
@@ -153,6 +192,8 @@ def read_sheet(
     files: dict[Path, int] = {}  # each file once: a second row would count the video twice
     for i, row in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        if task != "classify":
+            row["label"] = row.get("label") or "-"  # regress: labels are optional
         bad = [c for c in REQUIRED if not row.get(c)]
         if bad:
             problems.append(f"line {i}: empty {', '.join(bad)}")
@@ -182,6 +223,17 @@ def read_sheet(
                     "give a JPEG or PNG of the person to follow, relative to the data root"
                 )
             photo = str(photo_full)
+        notes = row.get("annotation") or None
+        if notes:
+            notes_full = (base / notes).resolve()
+            if not notes_full.is_file():
+                problems.append(
+                    f"line {i}: annotation {notes!r} does not exist (looked for "
+                    f"{str(notes_full)!r}); paths are relative to the data root"
+                )
+            notes = str(notes_full)
+        elif task == "regress":
+            problems.append(f"line {i}: no annotation (task regress needs one for every video)")
         vid = row.get("video_id") or derive_id(relative_to_root(rel, base, full, base_resolved))
         if not ID_PATTERN.match(vid):
             problems.append(f"line {i}: video_id {vid!r} may only use letters, digits, _ - .")
@@ -198,6 +250,7 @@ def read_sheet(
                 "subject": row["subject"],
                 "label": row["label"],
                 "reference": photo,
+                "annotation": notes,
                 "line": i,
             }
         )
@@ -271,6 +324,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--params", default="{}", help="the config's `dataset` section as JSON")
     ap.add_argument("--on-error", choices=["skip", "fail"], default="skip")
     ap.add_argument("--threads", type=int, default=1, help="videos probed at once")
+    ap.add_argument("--task", choices=("classify", "regress"), default="classify")
     return ap.parse_args(argv)
 
 
@@ -278,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     params = parse_params(args.params)
-    sheet = read_sheet(args.sheet, params.get("root"), params.get("labels"))
+    sheet = read_sheet(args.sheet, params.get("root"), params.get("labels"), args.task)
     videos, skipped = probe_videos(
         sheet,
         params.get("folder_fps", 30.0),

@@ -32,11 +32,18 @@ class TemporalModel(Trainable):
             over time, attention); the on-the-fly evaluation then feeds a video's first frames
             as they are instead of padding them to the clip length.
         closed_form: True when the model is fitted by `fit_closed_form(x, y, sample_weight)`
-            instead of gradient steps (meanpool).
+            instead of gradient steps (meanpool), or `fit_regression(x, y, x_val, y_val)` in a
+            regress run (ridge).
+
+    Models that regress (`task: regress`, `pipeline.regression`) give an output per frame:
+    `per_frame(x)` (B, T, K), one per dimension, and may add their own terms to the loss in
+    `regression_objective`. `regression` is True when the model was built for a regress run
+    (`build_model(..., task="regress")`).
     """
 
     takes: str
     variable_length = False
+    regression = False
 
     def __init__(self, *, n_classes: int, input_shape: tuple[int, ...]):
         super().__init__()
@@ -52,6 +59,15 @@ class TemporalModel(Trainable):
             flat = x.float().reshape(-1, x.shape[-1])
             self.in_mean.copy_(flat.mean(0))
             self.in_std.copy_(flat.std(0).clamp_min(1e-4))
+
+    def per_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) → (B, T, K) frame-wise outputs (models that regress override this)."""
+        raise ConfigError(f"model {type(self).__name__} gives no frame-wise output to regress")
+
+    def regression_objective(self, x: torch.Tensor, y: torch.Tensor, loss) -> torch.Tensor:
+        """The training loss of a batch in a regress run: `loss(per_frame(x), y)` (y (B, T, K),
+        NaN where unlabelled)."""
+        return loss(self.per_frame(x), y)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
@@ -79,15 +95,23 @@ def split_params(name: str, params: dict) -> tuple[Training, dict]:
 
 
 def build_model(
-    name: str, n_classes: int, input_shape: tuple[int, ...], params: dict
+    name: str,
+    n_classes: int,
+    input_shape: tuple[int, ...],
+    params: dict,
+    task: str = "classify",
 ) -> TemporalModel:
-    """A new, untrained model `name` for inputs of `input_shape` (T, ...) and n_classes."""
+    """A new, untrained model `name` for inputs of `input_shape` (T, ...) and n_classes
+    outputs (classes; the dimensions in a regress run)."""
     cls = catalog.load(catalog.MODELS, name, "model")
+    catalog.check_task(name, task)
     _, arch = split_params(name, params)
     try:
-        return cls(n_classes=n_classes, input_shape=tuple(input_shape), **arch)
+        model = cls(n_classes=n_classes, input_shape=tuple(input_shape), **arch)
     except ValueError as err:
         raise ConfigError(f"models.{name}: {err}") from None
+    model.regression = task == "regress"
+    return model
 
 
 def load_checkpoint(path, device: str = "cpu") -> tuple[TemporalModel, dict]:
@@ -95,7 +119,11 @@ def load_checkpoint(path, device: str = "cpu") -> tuple[TemporalModel, dict]:
     saved = torch.load(path, map_location=device, weights_only=True)
     meta = saved["meta"]
     model = build_model(
-        meta["model"], len(meta["classes"]), tuple(meta["input_shape"]), meta["params"]
+        meta["model"],
+        len(meta["classes"]),
+        tuple(meta["input_shape"]),
+        meta["params"],
+        meta.get("task", "classify"),
     )
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval(), meta

@@ -42,3 +42,8 @@ class GRUClassifier(TemporalModel):
         h = self.proj(self.normalize(x))  # (B, T, P)
         out, _ = self.gru(h)  # (B, T, H)
         return self.head(out[:, -1])  # (B, K)
+
+    def per_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) → (B, T, K): the head on every step (causal, sequence to sequence)."""
+        out, _ = self.gru(self.proj(self.normalize(x)))
+        return self.head(out)

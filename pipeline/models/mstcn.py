@@ -8,6 +8,11 @@ loss, summed over stages: frame-wise cross-entropy (each frame carries its video
 plus `smooth` × the truncated MSE between log-probabilities of consecutive frames
 (differences clamped at `tau`, the previous frame detached), which discourages flicker.
 The sequence label is the mean over frames of the last stage's logits.
+
+In a regress run (`task: regress`) every frame's output is the value of each dimension, as
+in the seed recipe's valence over time: a later stage refines the previous stage's values
+(not their softmax), every stage's frame-wise loss counts, and the smoothing term is the
+truncated squared difference of consecutive frames' values.
 """
 
 from __future__ import annotations
@@ -95,8 +100,24 @@ class MSTCN(TemporalModel):
         h = self.drop(self.normalize(x)).transpose(1, 2)  # (B, D, T)
         outputs = [self.stages[0](h)]
         for stage in self.stages[1:]:
-            outputs.append(stage(F.softmax(outputs[-1], dim=1)))
+            previous = outputs[-1] if self.regression else F.softmax(outputs[-1], dim=1)
+            outputs.append(stage(previous))
         return outputs
+
+    def per_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) → (B, T, K): the last stage's frame-wise outputs."""
+        return self.frame_logits(x)[-1].transpose(1, 2)
+
+    def regression_objective(self, x, y, loss):
+        """Every stage's frame-wise loss plus `smooth` × the truncated squared difference of
+        consecutive frames' values (the previous frame detached)."""
+        total = 0.0
+        for out in self.frame_logits(x):
+            total = total + loss(out.transpose(1, 2), y)
+            if out.shape[2] > 1:
+                diff = out[:, :, 1:] - out[:, :, :-1].detach()
+                total = total + self.smooth * torch.clamp(diff**2, max=self.tau**2).mean()
+        return total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) features → (B, K): the last stage's frame logits averaged over time."""

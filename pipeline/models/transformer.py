@@ -57,9 +57,16 @@ class TemporalTransformer(TemporalModel):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, n_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) features → (B, K) logits."""
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) features → (B, T, d) encoded frames."""
         h = self.proj(self.normalize(x))  # (B, T, d)
         h = h + sinusoid(h.shape[1], h.shape[2]).to(h.device)
-        h = self.norm(self.encoder(h)).mean(1)  # (B, d)
-        return self.head(h)
+        return self.norm(self.encoder(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) features → (B, K) logits."""
+        return self.head(self.encode(x).mean(1))
+
+    def per_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) → (B, T, K): the head on every encoded frame (sequence to sequence)."""
+        return self.head(self.encode(x))

@@ -108,11 +108,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.calibrate,
         args.reference,
     )
+    values = summary.get("probabilities") or summary.get("means") or {}
     log.info(
         "%s: %s (%s) from %d windows; wrote %s",
         args.videos[0],
-        summary["prediction"],
-        ", ".join(f"{c} {p:.2f}" for c, p in summary["probabilities"].items()),
+        summary["prediction"] or "mean over frames",
+        ", ".join(f"{c} {p:.2f}" for c, p in values.items()),
         summary["windows"],
         args.out,
     )

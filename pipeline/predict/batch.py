@@ -142,8 +142,9 @@ def batch_row(
     reason: str,
     seconds: float,
     classes: list[str],
+    task: str = "classify",
 ) -> dict:
-    """summary.csv's row of one video."""
+    """summary.csv's row of one video: p_<class> (classify), mean_<dimension> (regress)."""
     row = {"video_id": vid, "path": str(path)}
     if label is not None:
         row["label"] = label
@@ -156,8 +157,9 @@ def batch_row(
         seconds=round(seconds, 2),
         reason=reason,
     )
+    key, prefix = ("means", "mean_") if task == "regress" else ("probabilities", "p_")
     for c in classes:
-        row[f"p_{c}"] = (summary or {}).get("probabilities", {}).get(c, np.nan)
+        row[f"{prefix}{c}"] = (summary or {}).get(key, {}).get(c, np.nan)
     return row
 
 
@@ -218,7 +220,9 @@ def run_batch(
             log.warning("%s", reason)
         counts[status] += 1
         seconds = time.perf_counter() - t0
-        rows[k] = batch_row(vid, path, label, status, summary, reason, seconds, predictor.classes)
+        rows[k] = batch_row(
+            vid, path, label, status, summary, reason, seconds, predictor.classes, predictor.task
+        )
         write_csv_atomic(out / "summary.csv", pd.DataFrame([rows[i] for i in sorted(rows)]))
         bar.set_postfix(counts)
         bar.update()

@@ -88,7 +88,8 @@ class Predictor:
         set_threads(self.threads)
         self.checkpoints = find_checkpoints(model_dir)
         self.models, metas = load_models(self.checkpoints, self.device)
-        self.meta = metas[0]
+        self.meta, self.metas = metas[0], metas
+        self.task = self.meta.get("task", "classify")  # regress: values per frame
         self.pres = [m["preprocessing"] for m in metas]
         self.pre, self.classes = self.pres[0], self.meta["classes"]
         self.normalize = self.pre.get("normalize", "none")
@@ -149,13 +150,19 @@ class Predictor:
         spans = windows(n, self.pre)
         length = int(self.meta["clip_length"])
         classes = self.classes
-        probs = np.mean(
-            [
-                window_probabilities(model, f, spans, length, self.device)
-                for model, f in zip(self.models, features, strict=True)
-            ],
-            axis=0,
-        )
+        if self.task == "regress":
+            frame_probs = self.regress_values(features, spans, length, n)
+            probs = np.stack([frame_probs[s:e].mean(0) for s, e in spans])
+        else:
+            probs = np.mean(
+                [
+                    window_probabilities(model, f, spans, length, self.device)
+                    for model, f in zip(self.models, features, strict=True)
+                ],
+                axis=0,
+            )
+            frame_probs = per_frame(probs, spans, n)
+        prefix = "" if self.task == "regress" else "p_"
         times = np.asarray(arrays["time"], dtype=float)
         if len(times) != n or not np.isfinite(times).all():
             times = np.arange(n) / fps
@@ -170,26 +177,24 @@ class Predictor:
                 "start_s": [round(float(times[s]), 4) for s, _ in spans],
                 "stop_s": [round(float(times[e - 1]) + 1.0 / fps, 4) for _, e in spans],
                 "face_fraction": [round(float(valid[s:e].mean()), 4) for s, e in spans],
-                "pred": [classes[i] for i in probs.argmax(1)],
             }
         )
-        frame_probs = per_frame(probs, spans, n)
         frames = pd.DataFrame(
-            {
-                "frame": range(n),
-                "time_s": np.round(times, 4),
-                "face": valid.astype(int),
-                "pred": [classes[i] for i in frame_probs.argmax(1)],
-            }
+            {"frame": range(n), "time_s": np.round(times, 4), "face": valid.astype(int)}
         )
+        if self.task != "regress":
+            win["pred"] = [classes[i] for i in probs.argmax(1)]
+            frames["pred"] = [classes[i] for i in frame_probs.argmax(1)]
         for k, c in enumerate(classes):
-            win[f"p_{c}"] = probs[:, k]
-            frames[f"p_{c}"] = frame_probs[:, k]
-        video_probs = probs.mean(0)
+            win[f"{prefix}{c}"] = probs[:, k]
+            frames[f"{prefix}{c}"] = frame_probs[:, k]
+        video_probs = frame_probs.mean(0) if self.task == "regress" else probs.mean(0)
+        values = {c: float(p) for c, p in zip(classes, video_probs, strict=True)}
         summary = {
             "video": str(path),
-            "prediction": classes[int(video_probs.argmax())],
-            "probabilities": {c: float(p) for c, p in zip(classes, video_probs, strict=True)},
+            "task": self.task,
+            "prediction": "" if self.task == "regress" else classes[int(video_probs.argmax())],
+            ("means" if self.task == "regress" else "probabilities"): values,
             "frames": n,
             "fps": fps,
             "face_frames": int(valid.sum()),
@@ -211,10 +216,41 @@ class Predictor:
             f"({len(self.models)} model(s))"
         )
         if self.figure is None:
-            self.figure = Timeline(classes)
+            self.figure = Timeline(classes, prefix, self.limits(frame_probs))
         self.figure.draw(frames, title, out / "timeline.png")
         write_json_atomic(out / "summary.json", summary)  # last: its presence means done
         return summary
+
+    def regress_values(self, features, spans, length: int, n: int) -> np.ndarray:
+        """(n, D): every fold model's frame-wise values (scaled back to the labels' units), the
+        windows covering a frame averaged, then the folds."""
+        import torch
+
+        from pipeline.store import pad_clip
+
+        folds = []
+        for model, f, meta in zip(self.models, features, self.metas, strict=True):
+            x = torch.from_numpy(np.stack([pad_clip(f[s:e], length) for s, e in spans]))
+            with torch.no_grad():
+                out = model.to(self.device).per_frame(x.to(self.device)).cpu().numpy()
+            out = out * np.asarray(meta["target_std"]) + np.asarray(meta["target_mean"])
+            total, count = np.zeros((n, out.shape[-1])), np.zeros((n, 1))
+            for values, (s, e) in zip(out, spans, strict=True):
+                total[s:e] += values[: e - s]
+                count[s:e] += 1
+            folds.append(total / np.maximum(count, 1))
+        return np.mean(folds, axis=0)
+
+    def limits(self, values: np.ndarray) -> tuple[float, float]:
+        """The timeline's value axis: probabilities 0–1; a regress run's labels' span (at least
+        its training targets' mean ± 2 std, and 0–1 when that covers them)."""
+        if self.task != "regress":
+            return (0.0, 1.0)
+        mean = np.asarray(self.meta["target_mean"])
+        std = np.asarray(self.meta["target_std"])
+        lo = float(min(np.nanmin(values), (mean - 2 * std).min(), 0.0))
+        hi = float(max(np.nanmax(values), (mean + 2 * std).max(), 1.0 if lo >= 0 else 0.0))
+        return (lo, hi)
 
 
 def run(

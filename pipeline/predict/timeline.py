@@ -1,4 +1,5 @@
-"""timeline.png: per-frame probabilities over time, drawn with Pillow."""
+"""timeline.png: per-frame probabilities (or a regress run's values) over time, drawn with
+Pillow."""
 
 from __future__ import annotations
 
@@ -36,10 +37,20 @@ class Timeline:
     WIDTH, HEIGHT, SCALE = 900, 340, 2
     LEFT, RIGHT, TOP, BOTTOM = 62, 150, 30, 44  # margins: axis labels, legend, title, time
 
-    def __init__(self, classes: list[str]):
+    def __init__(
+        self,
+        classes: list[str],
+        prefix: str = "p_",
+        limits: tuple[float, float] = (0.0, 1.0),
+    ):
+        """One line per column `<prefix><class>` of the frames table; the value axis spans
+        `limits` (probabilities: 0–1; a regress run: its labels' span, prefix "")."""
         from PIL import ImageFont
 
-        self.classes = classes
+        self.classes, self.prefix = classes, prefix
+        self.lo, self.hi = float(limits[0]), float(limits[1])
+        if not self.hi > self.lo:
+            self.hi = self.lo + 1.0
         s = self.SCALE
         self.font = ImageFont.load_default(size=11 * s)
         self.small = ImageFont.load_default(size=10 * s)
@@ -58,7 +69,7 @@ class Timeline:
             return x0 + (np.asarray(times) - start) / (stop - start) * (x1 - x0)
 
         def py(p):
-            return y1 - np.asarray(p) * (y1 - y0)
+            return y1 - (np.asarray(p) - self.lo) / (self.hi - self.lo) * (y1 - y0)
 
         image = Image.new("RGB", (w, h), "white")
         pen = ImageDraw.Draw(image)
@@ -69,7 +80,8 @@ class Timeline:
             for a, b in zip(edges[::2], edges[1::2], strict=True):
                 left, right = px(t[a] - step / 2), px(t[b - 1] + step / 2)
                 pen.rectangle([max(x0, left), y0, min(x1, right), y1], fill=(229, 229, 229))
-        for p in (0, 0.25, 0.5, 0.75, 1.0):  # grid and y ticks
+        for p in np.linspace(self.lo, self.hi, 5):  # grid and y ticks
+            p = round(float(p), 3)
             y = py(p)
             pen.line([(x0, y), (x1, y)], fill=(225, 225, 225), width=s)
             pen.text((x0 - 6 * s, y), f"{p:g}", fill="black", font=self.small, anchor="rm")
@@ -79,7 +91,7 @@ class Timeline:
             pen.line([(x, y0), (x, y1)], fill=(225, 225, 225), width=s)
             pen.text((x, y1 + 5 * s), f"{tick:g}", fill="black", font=self.small, anchor="mt")
         for k, c in enumerate(self.classes):
-            ys = py(frames[f"p_{c}"].to_numpy(float)).tolist()
+            ys = py(frames[f"{self.prefix}{c}"].to_numpy(float)).tolist()
             points = list(zip(px(t).tolist(), ys, strict=True))
             colour = PALETTE[k % len(PALETTE)]
             if len(points) > 1:
@@ -99,7 +111,11 @@ class Timeline:
         pen.text(((x0 + x1) / 2, y0 - 8 * s), title, fill="black", font=self.font, anchor="md")
         label = Image.new("RGB", (120 * s, 16 * s), "white")
         ImageDraw.Draw(label).text(
-            (60 * s, 8 * s), "probability", fill="black", font=self.font, anchor="mm"
+            (60 * s, 8 * s),
+            "probability" if self.prefix == "p_" else "value",
+            fill="black",
+            font=self.font,
+            anchor="mm",
         )
         image.paste(label.rotate(90, expand=True), (4 * s, int((y0 + y1) / 2 - 60 * s)))
         small = image.reduce(s)  # box filter: the antialiasing

@@ -7,6 +7,7 @@ qc/runtime.csv, the montages), all declared as inputs of the `report` rule.
     html.py     styles, number formats, tables, inline images, the page
     figures.py  confusion matrices, per-fold, on-the-fly and training-curve charts
     results.py  results per protocol, comparisons with their caveat, confusion, curves
+    regression.py  a regress run's CCC / r / RMSE, folds, baseline, curves, label coverage
     quality.py  dataset, features, faces, run time, what was run
 
 Every string that comes from the dataset (file names, ids, labels, reasons) is HTML-escaped.
@@ -44,8 +45,13 @@ def render(
     index: pd.DataFrame,
     config: dict,
     montage_dirs: list[str] = (),
+    targets: pd.DataFrame | None = None,
 ) -> str:
-    """The whole page, from already-computed inputs."""
+    """The whole page, from already-computed inputs (`targets`: a regress run's
+    qc/targets.csv)."""
+    if metrics[0].get("task") == "regress":
+        return page(regress_body(metrics, pairs, targets, config, montage_dirs, videos, folds,
+                                 skipped, index, faces, runtime))  # fmt: skip
     protocols = by_protocol(metrics)
     banner = ""
     if any(p == "transductive" for p, _ in protocols):
@@ -74,3 +80,28 @@ def render(
         ]
     )
     return page(body)
+
+
+def regress_body(metrics, pairs, targets, config, montage_dirs, videos, folds, skipped, index,
+                 faces, runtime) -> str:  # fmt: skip
+    """The page of a regress run: its results first, then the same data sections."""
+    from pipeline.report import regression
+
+    dims = metrics[0]["dimensions"]
+    return "\n".join(
+        [
+            "<h1>Affect over time: cross-validated results</h1>",
+            f"<p class='muted'>{len(metrics)} model × backbone combinations; dimensions "
+            f"{escape(', '.join(dims))}; {metrics[0]['n_folds']} folds; no subject is in the "
+            "training and the test side of any fold.</p>",
+            regression.results_section(metrics),
+            regression.folds_section(metrics),
+            regression.comparison_section(metrics, pairs),
+            regression.curves_section(metrics),
+            regression.targets_section(targets, dims),
+            dataset_section(videos, folds, skipped, index),
+            face_section(faces, montage_dirs),
+            runtime_section(runtime),
+            run_section(metrics, config),
+        ]
+    )

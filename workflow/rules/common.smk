@@ -45,6 +45,7 @@ SHARDS = list(range(config["shards"]))
 PROBE_THREADS = min(8, os.cpu_count() or 1)
 CV = config["cv"]
 DATASET = config["dataset"]
+TASK = config["task"]  # classify | regress
 DEMO_DIR = os.path.dirname(configcheck.DEMO_SHEET)
 
 
@@ -214,6 +215,11 @@ def get_provenance(wildcards):
             "cv": config["cv"],
             "clips": config["clips"],
             "train": config["train"],
+            **(
+                {"task": TASK, "regress": config["regress"]}
+                if TASK == "regress"
+                else {}
+            ),
         },
         sort_keys=True,
     )
@@ -277,6 +283,11 @@ def get_all_predictions(wildcards):
     ]
 
 
+def get_report_extras(wildcards):
+    """What a regress run's report shows beside the metrics: the labels' coverage."""
+    return ["results/qc/targets.csv"] if TASK == "regress" else []
+
+
 def get_metrics():
     return [f"results/metrics/{m}_{b}.json" for m, b in EXPERIMENTS]
 
@@ -312,6 +323,8 @@ def get_benchmarks(wildcards):
         shard=SHARDS,
     )
     files += expand(rules.feature_index.benchmark, backbone=configured)
+    if TASK == "regress":
+        files.append(rules.targets.benchmark)
     for model, backbone in EXPERIMENTS:
         files += expand(
             rules.train.benchmark, model=model, backbone=backbone, fold=folds

@@ -34,9 +34,14 @@ rule dataset:
         mem_mb=2000,
         runtime=60,
     params:
-        dataset=section("dataset"),
+        # the annotation settings are the targets rule's: changing them re-runs no video stage
+        dataset=json.dumps(
+            {k: v for k, v in DATASET.items() if k != "annotation"}, sort_keys=True
+        ),
         on_error=config["on_error"],
+        task=TASK,
     shell:
         "{PY} -m pipeline.datasets.sheet --sheet {input.sheet:q} --out {output.videos:q} "
         "--skipped {output.skipped:q} --params {params.dataset:q} "
-        "--on-error {params.on_error} --threads {threads} > {log:q} 2>&1"
+        "--on-error {params.on_error} --threads {threads} --task {params.task} "
+        "> {log:q} 2>&1"

@@ -2,6 +2,7 @@ rule demo_data:
     output:
         sheet=f"{DEMO_DIR}/sheet.csv",
         videos=directory(f"{DEMO_DIR}/videos"),
+        annotations=directory(f"{DEMO_DIR}/annotations"),
     log:
         "logs/demo_data.log",
     benchmark:

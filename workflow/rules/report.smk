@@ -88,6 +88,7 @@ rule report:
         runtime="results/qc/runtime.csv",
         index=get_indexes(),
         montages=expand("results/qc/montages/shard-{shard}", shard=SHARDS),
+        extras=get_report_extras,
     output:
         report="results/report.html",
     log:
@@ -105,4 +106,5 @@ rule report:
         "--folds {input.folds:q} --skipped {input.skipped:q} "
         "--comparison {input.comparison:q} --faces {input.faces:q} "
         "--runtime {input.runtime:q} --index {input.index:q} --montages {input.montages:q} "
-        "--config {params.config:q} --out {output.report:q} > {log:q} 2>&1"
+        "--targets {input.extras:q} --config {params.config:q} --out {output.report:q} "
+        "> {log:q} 2>&1"
