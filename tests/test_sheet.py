@@ -188,6 +188,11 @@ def test_annotations_are_checked_with_the_sheet_and_regress_needs_them(tmp_path)
         read_sheet(tmp_path / "sheet.csv")  # classify: a label column is needed
     sheet = read_sheet(tmp_path / "sheet.csv", task="regress")
     assert sheet.label.tolist() == ["-", "-"]
+    (tmp_path / "labelled.csv").write_text(
+        "path,subject,label,annotation\na.mp4,s1,x,a.csv\nb.mp4,s2,y,gone.csv\n"
+    )
+    classify = read_sheet(tmp_path / "labelled.csv")  # classify reads no annotation
+    assert classify.annotation.isna().all()
     assert sheet.annotation.tolist() == [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
     (tmp_path / "more.csv").write_text("path,subject,annotation\na.mp4,s1,a.csv\nb.mp4,s2,\n")
     with pytest.raises(SheetError, match="line 3: no annotation"):

@@ -10,9 +10,10 @@ and optionally `video_id` (letters, digits, `_`, `-`, `.`; without it the id is 
 the path relative to the data root) and `reference`: a photo (JPEG, PNG…, relative to the data
 root) of the person to follow in that video when several people are filmed (see
 `pipeline.identity`) and `annotation`: a CSV of continuous labels over time for that video
-(`pipeline.datasets.annotations`: here its existence; its content is checked with the
-config's `dataset.annotation` settings when the workflow starts, `annotation_problems`, so
-that changing those settings re-runs the targets and training, never this stage).
+(`pipeline.datasets.annotations`), read by `--task regress` only: here its existence; its
+content is checked with the config's `dataset.annotation` settings when the workflow starts
+(`annotation_problems`), so that changing those settings re-runs the targets and training,
+never this stage.
 With `--task regress` every row needs an annotation and `label` may be left out. A file
 listed twice is an error naming both lines. Every problem in the sheet is reported at once,
 with its line number, before any video is opened. Videos that cannot be decoded are skipped with their reason
@@ -223,7 +224,8 @@ def read_sheet(
                     "give a JPEG or PNG of the person to follow, relative to the data root"
                 )
             photo = str(photo_full)
-        notes = row.get("annotation") or None
+        # a classify run reads no annotation: its files are neither needed nor checked
+        notes = (row.get("annotation") or None) if task == "regress" else None
         if notes:
             notes_full = (base / notes).resolve()
             if not notes_full.is_file():

@@ -53,7 +53,8 @@ def corpus_run(tmp_path_factory):
         {"subjects": 4, "repetitions": 1, "min_frames": 18, "max_frames": 24,
          "width": 160, "height": 120},
     )  # fmt: skip
-    rows = [{**r, "path": f"demo/{r['path']}"} for r in good.to_dict("records")]
+    rows = [{"path": f"demo/{r['path']}", "subject": r["subject"], "label": r["label"]}
+            for r in good.to_dict("records")]  # fmt: skip
     for i, case in enumerate(build(data)):
         case.subject = SUBJECTS[i % len(SUBJECTS)]
         rows.append({"path": case.path, "subject": case.subject, "label": case.label})
