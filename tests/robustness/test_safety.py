@@ -27,6 +27,8 @@ UNQUOTED_OK = {
     "params.on_error": "schema enum skip|fail",
     "params.normalize": "schema enum none|per_subject",
     "params.format": "schema enum of dataset formats",
+    "params.task": "schema enum classify|regress",
+    "params.loss": "schema enum mse|ccc",
     "params.shards": "schema integer",
     "params.seed": "schema integer",
     "params.length": "schema integer",
