@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 
 import h5py
+import numpy as np
 import pandas as pd
 
 from pipeline.common import (
@@ -45,6 +46,23 @@ def window(n_frames: int, length: int = 16, stride: int = 8) -> list[tuple[int, 
     if starts[-1] + length < n_frames:
         starts.append(n_frames - length)
     return [(s, s + length) for s in starts]
+
+
+def average_windows(values, spans, n_frames: int) -> np.ndarray:
+    """(n_frames, K) float64: each frame's mean over the windows (start, stop) that cover it,
+    NaN where none does. `values[i]` is window i's value, either one (K,) for all its frames
+    (class probabilities) or (L, K) per frame, of which its first stop − start rows count (a
+    frame-wise output; padding beyond a short window's end is left out). Windows reaching past
+    n_frames are cut there. What predict, export and task regress put back onto frames."""
+    values = np.asarray(values, np.float64)
+    total = np.zeros((n_frames, values.shape[-1]))
+    count = np.zeros((n_frames, 1))
+    for v, (start, stop) in zip(values, spans, strict=True):
+        start, stop = int(start), min(int(stop), n_frames)
+        total[start:stop] += v[: stop - start] if v.ndim == 2 else v
+        count[start:stop] += 1
+    with np.errstate(invalid="ignore"):
+        return total / count  # 0 / 0: NaN, no window there
 
 
 def clip_table(

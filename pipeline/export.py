@@ -48,6 +48,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from pipeline.clips import average_windows
 from pipeline.common import ConfigError, read_csv, run_main, setup_logging, write_csv_atomic
 
 log = logging.getLogger(__name__)
@@ -133,15 +134,8 @@ def per_frame(clips: pd.DataFrame, n_frames: int) -> tuple[np.ndarray, list[str]
     """(n_frames, C) mean probabilities of the clip windows covering each frame (NaN where
     none does) and the class names, from one video's test-clip rows."""
     classes = [c[2:] for c in clips.columns if c.startswith("p_")]
-    total = np.zeros((n_frames, len(classes)))
-    count = np.zeros(n_frames)
     probs = clips[[f"p_{c}" for c in classes]].to_numpy(float)
-    for (start, stop), p in zip(clips[["start", "stop"]].to_numpy(int), probs, strict=True):
-        stop = min(stop, n_frames)
-        total[start:stop] += p
-        count[start:stop] += 1
-    with np.errstate(invalid="ignore"):
-        return total / count[:, None], classes
+    return average_windows(probs, clips[["start", "stop"]].to_numpy(int), n_frames), classes
 
 
 def frame_table(

@@ -34,3 +34,15 @@ def test_clip_table_marks_padding_and_keeps_labels():
     assert list(table.video_id) == ["a", "b", "b"]
     assert list(table.padded) == [1, 0, 0]
     assert set(table[table.video_id == "b"].label) == {"y"}
+
+
+def test_average_windows_takes_window_or_frame_values_and_leaves_gaps():
+    import numpy as np
+
+    from pipeline.clips import average_windows
+
+    whole = average_windows([[1.0], [3.0]], [(0, 4), (2, 6)], 8)  # one value per window
+    np.testing.assert_allclose(whole[:, 0], [1, 1, 2, 2, 3, 3, np.nan, np.nan])
+    frames = np.array([[[0.0], [1], [2], [9]], [[10.0], [20], [30], [40]]])  # (W, L, K)
+    per = average_windows(frames, [(0, 3), (1, 5)], 4)  # window 0 is short: row 3 is padding
+    np.testing.assert_allclose(per[:, 0], [0, 5.5, 11, 30])

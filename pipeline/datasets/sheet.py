@@ -191,6 +191,7 @@ def read_sheet(
     records = []
     seen: dict[str, int] = {}
     files: dict[Path, int] = {}  # each file once: a second row would count the video twice
+    checked: dict[Path, str | None] = {}  # reference photo → why it cannot be used
     for i, row in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
         if task != "classify":
@@ -217,7 +218,9 @@ def read_sheet(
         photo = row.get("reference") or None
         if photo:
             photo_full = (base / photo).resolve()
-            why = check_photo(photo_full)
+            if photo_full not in checked:  # one photo often serves many videos
+                checked[photo_full] = check_photo(photo_full)
+            why = checked[photo_full]
             if why:
                 problems.append(
                     f"line {i}: reference photo {photo!r} {why} (looked for {str(photo_full)!r}); "

@@ -226,19 +226,16 @@ class Predictor:
         windows covering a frame averaged, then the folds."""
         import torch
 
+        from pipeline.clips import average_windows
         from pipeline.store import pad_clip
 
         folds = []
         for model, f, meta in zip(self.models, features, self.metas, strict=True):
             x = torch.from_numpy(np.stack([pad_clip(f[s:e], length) for s, e in spans]))
-            with torch.no_grad():
-                out = model.to(self.device).per_frame(x.to(self.device)).cpu().numpy()
+            with torch.no_grad():  # the models are on self.device already (load_models)
+                out = model.per_frame(x.to(self.device)).cpu().numpy()
             out = out * np.asarray(meta["target_std"]) + np.asarray(meta["target_mean"])
-            total, count = np.zeros((n, out.shape[-1])), np.zeros((n, 1))
-            for values, (s, e) in zip(out, spans, strict=True):
-                total[s:e] += values[: e - s]
-                count[s:e] += 1
-            folds.append(total / np.maximum(count, 1))
+            folds.append(average_windows(out, spans, n))
         return np.mean(folds, axis=0)
 
     def limits(self, values: np.ndarray) -> tuple[float, float]:

@@ -218,13 +218,11 @@ def window_probabilities(model, features: np.ndarray, spans, length: int, device
 
 
 def per_frame(probs: np.ndarray, spans, n_frames: int) -> np.ndarray:
-    """(T, K): each frame gets the mean probability of the windows that cover it."""
-    total = np.zeros((n_frames, probs.shape[1]))
-    count = np.zeros(n_frames)
-    for p, (s, e) in zip(probs, spans, strict=True):
-        total[s:e] += p
-        count[s:e] += 1
-    return total / np.maximum(count, 1)[:, None]
+    """(T, K): each frame gets the mean probability of the windows that cover it (the
+    windows of `windows` cover every frame)."""
+    from pipeline.clips import average_windows
+
+    return average_windows(probs, spans, n_frames)
 
 
 def model_digest(checkpoints: Sequence[Path]) -> str:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from pipeline.common import parse_params, read_csv, run_main, setup_logging, write_json_atomic
 from pipeline.continuous import per_video, scores
+from pipeline.evaluate import fold_of, provenance
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from pipeline.evaluate import fold_of, provenance
-
     args = parse_args(argv)
     setup_logging()
     metrics = evaluate(

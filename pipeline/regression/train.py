@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.clips import average_windows
 from pipeline.common import (
     ConfigError,
     atomic_path,
@@ -55,6 +56,7 @@ from pipeline.engine import Training, make_optimizer, make_schedule, versions
 from pipeline.models import build_model, split_params
 from pipeline.splits import inner_split, split
 from pipeline.store import open_reader
+from pipeline.train import fold_arguments
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +177,12 @@ def fit(model, x, y, settings: Training, loss: str, seed: int, device: str, x_va
 
 def onto_frames(test: pd.DataFrame, pred: np.ndarray) -> dict[str, np.ndarray]:
     """video_id → (n_frames, D): each frame's predictions averaged over the clips covering it."""
-    out = {}
-    for vid, rows in test.groupby("video_id", sort=True):
-        n = int(rows.n_frames.iloc[0])
-        total = np.zeros((n, pred.shape[-1]))
-        count = np.zeros((n, 1))
-        for i, s, e in zip(rows.index, rows.start, rows.stop, strict=True):
-            total[s:e] += pred[i, : e - s]
-            count[s:e] += 1
-        out[vid] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    return out
+    return {
+        vid: average_windows(
+            pred[rows.index], rows[["start", "stop"]].to_numpy(), int(rows.n_frames.iloc[0])
+        )  # fmt: skip
+        for vid, rows in test.groupby("video_id", sort=True)
+    }
 
 
 def frame_rows(test, frames, targets_path, dims, fold) -> pd.DataFrame:
@@ -210,8 +208,6 @@ def frame_rows(test, frames, targets_path, dims, fold) -> pd.DataFrame:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    from pipeline.train import fold_arguments
-
     ap = fold_arguments("Train a frame-wise regressor on one fold.")
     ap.add_argument("--targets", required=True, help="targets.h5")
     ap.add_argument("--loss", choices=LOSSES, default="mse")
@@ -237,12 +233,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     x_test = torch.from_numpy(reader.clips(test, args.clip_length))
     held = inner_split(train, settings.val_subjects, seed)
     fitted_on = y_raw[~held].reshape(-1, len(dims))
-    mean = np.nanmean(fitted_on, 0) if np.isfinite(fitted_on).any(0).all() else None
-    if mean is None:
+    if not np.isfinite(fitted_on).any(0).all():
         raise ConfigError(
             f"fold {args.fold}: a dimension has no labelled frame among the training clips"
         )
-    std = np.maximum(np.nanstd(fitted_on, 0), 1e-6)
+    mean, std = np.nanmean(fitted_on, 0), np.maximum(np.nanstd(fitted_on, 0), 1e-6)
     y = torch.from_numpy(((y_raw - mean) / std).astype(np.float32))
     input_shape = tuple(x.shape[1:])
     log.info("fold %d: %d training clips (%d held out), %d test clips, dimensions %s",
