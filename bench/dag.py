@@ -13,6 +13,11 @@
    and decodes every video to count its frames) on `--probe-videos` short generated videos
    (48 frames, 160×120), with one thread and with one per core: wall time, and the cost per
    video beyond a one-video run (the process and its imports). `--real DIR` times it on a folder of real videos too (e.g. ../shared/data/j-dev).
+4. The audit: what the content fingerprint adds to probing (`probe` with and without it on
+   the same videos, in turn, 3 rounds, one process, medians), and the `audit` stage
+   (`python -m pipeline.datasets.audit run`) on the probed table of part 3 and on a table of
+   `--videos` rows (7 labels, 1,000 subjects, 1 % duplicated content), against the dataset
+   stage's time on the same videos.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ def probe_stage(root: Path, names: list[str], threads: int, tmp: Path) -> float:
     return time.perf_counter() - t0
 
 
-def probing(n: int, real: str | None) -> None:
+def probing(n: int, real: str | None, n_rows: int) -> None:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
@@ -110,6 +115,7 @@ def probing(n: int, real: str | None) -> None:
             root = Path(real).resolve()
             found = sorted(str(p.relative_to(root)) for p in root.rglob("*.mp4"))
             sets.append((f"{len(found)} videos of {real}", root, found))
+        timed = []
         for name, root, files in sets:
             start = probe_stage(root, files[:1], 1, tmp)  # the process, its imports, one video
             one = probe_stage(root, files, 1, tmp)
@@ -120,6 +126,65 @@ def probing(n: int, real: str | None) -> None:
                 f"({one / many:.2f}x); {1000 * per_video:.1f} ms per video beyond the "
                 f"{start:.1f} s of a one-video run"
             )
+            timed.append((name, root, files, one))
+        auditing(timed, n_rows, tmp)
+
+
+def fingerprint_cost(root: Path, files: list[str], rounds: int = 3) -> tuple[float, float]:
+    """Median seconds to probe `files` without and with the content fingerprint, in turn."""
+    from pipeline.video import probe
+
+    times = {False: [], True: []}
+    for _ in range(rounds):
+        for marks in (False, True):
+            t0 = time.perf_counter()
+            for name in files:
+                probe(root / name, fingerprint=marks)
+            times[marks].append(time.perf_counter() - t0)
+    return sorted(times[False])[rounds // 2], sorted(times[True])[rounds // 2]
+
+
+def audit_stage(table: Path, tmp: Path) -> float:
+    params = {"cv": {"method": "kfold", "k": 10}, "clip_length": 16}
+    cmd = [sys.executable, "-m", "pipeline.datasets.audit", "run", "--videos", str(table)]
+    cmd += ["--out-videos", str(tmp / "audited.csv"), "--out", str(tmp / "audit.csv")]
+    t0 = time.perf_counter()
+    done = subprocess.run([*cmd, "--params", json.dumps(params)], capture_output=True, text=True,
+                          cwd=ROOT)  # fmt: skip
+    if done.returncode:
+        raise SystemExit(f"the audit stage failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def auditing(sets: list, n_rows: int, tmp: Path) -> None:
+    import pandas as pd
+
+    for name, root, files, _ in sets:
+        plain, marked = fingerprint_cost(root, files)
+        print(f"fingerprint on {name}: probing {plain:.2f} s without, {marked:.2f} s with "
+              f"({marked / plain:.2f}x, {1000 * (marked - plain) / len(files):.2f} ms a video)")  # fmt: skip
+    probed = tmp / "videos.csv"  # part 3's last table, as the dataset stage wrote it
+    seconds = audit_stage(probed, tmp)
+    stage_s = sets[-1][3]
+    print(f"audit stage on the last probed table ({len(pd.read_csv(probed))} videos): "
+          f"{seconds:.2f} s, {seconds / stage_s:.2f}x the dataset stage's {stage_s:.1f} s")  # fmt: skip
+    rng = __import__("numpy").random.default_rng(0)
+    content = [f"{i:032x}" for i in range(n_rows)]
+    for i in rng.choice(n_rows, n_rows // 100, replace=False):
+        content[i] = content[(i + 1) % n_rows]  # 1 %: the same content twice
+    table = pd.DataFrame({
+        "video_id": [f"v{i:06d}" for i in range(n_rows)],
+        "path": [f"/data/v{i:06d}.mp4" for i in range(n_rows)],
+        "subject": [f"s{i % 1000:04d}" for i in range(n_rows)],
+        "label": [LABELS[i % 7] for i in range(n_rows)],
+        "fps": 30.0, "n_frames": rng.integers(8, 300, n_rows), "width": 640, "height": 480,
+        "line": range(2, n_rows + 2), "link": "", "content": content,
+    })  # fmt: skip
+    table.to_csv(tmp / "big.csv", index=False)
+    seconds = audit_stage(tmp / "big.csv", tmp)
+    found = pd.read_csv(tmp / "audit.csv")
+    print(f"audit stage on {n_rows} rows: {seconds:.2f} s ({len(found)} findings: "
+          f"{dict(found.check.value_counts())})")  # fmt: skip
 
 
 def main() -> None:
@@ -146,7 +211,7 @@ def main() -> None:
     else:
         print("no-op rerun of the demo: skipped, run `make report` first")
     if args.probe_videos > 0:
-        probing(args.probe_videos, args.real)
+        probing(args.probe_videos, args.real, args.videos)
 
 
 if __name__ == "__main__":

@@ -245,7 +245,11 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
-STRING_COLUMNS = {c: str for c in ("video_id", "path", "subject", "label", "stage", "reason")}
+STRING_COLUMNS = {
+    c: str
+    for c in ("video_id", "path", "subject", "label", "stage", "reason", "content", "link")
+    + ("rows", "videos", "message")  # qc/audit.csv
+}
 
 
 def read_csv(path: str | os.PathLike):

@@ -243,7 +243,9 @@ def torch_threads(threads: int) -> int:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Detect faces in the videos of one shard.")
-    ap.add_argument("--videos", required=True, help="results/dataset/videos.csv")
+    ap.add_argument(
+        "--videos", required=True, help="results/dataset/probed.csv (the dataset stage's table)"
+    )
     ap.add_argument("--shard", type=int, required=True)
     ap.add_argument("--shards", type=int, required=True)
     ap.add_argument("--out", required=True, help="faces/shard-{k}.h5")

@@ -220,7 +220,9 @@ def montage(frames, valid: np.ndarray, path: Path, tile: int = 64):
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Align the faces of one shard to a canonical crop.")
-    ap.add_argument("--videos", required=True, help="results/dataset/videos.csv")
+    ap.add_argument(
+        "--videos", required=True, help="results/dataset/probed.csv (the dataset stage's table)"
+    )
     ap.add_argument("--faces", required=True, help="faces/shard-{k}.h5 of the same shard")
     ap.add_argument("--out", required=True, help="aligned/shard-{k}.h5")
     ap.add_argument("--montages", required=True, help="folder for one montage PNG per video")

@@ -34,6 +34,7 @@ class VideoInfo:
     height: int
     source_fps: float = 0.0  # the file's own average rate
     rotation: int = 0  # display rotation applied, degrees counter-clockwise
+    content: str = ""  # `probe(fingerprint=True)`: what the frames hold (see `Fingerprint`)
 
 
 class Resampler:
@@ -77,20 +78,57 @@ def _read_image(path: Path) -> np.ndarray:
         raise VideoError(f"{path}: cannot read image ({err})") from None
 
 
+class Fingerprint:
+    """What a video holds, as a 128-bit hex digest: every `EVERY`-th decoded frame's luma (of
+    a frame folder: every `EVERY`-th image file's bytes), the frame count and the size. Two
+    files with the same digest show the same frames: a copy, or the same stream in another
+    container. Names, metadata and the container are left out; a re-encoded copy differs."""
+
+    EVERY = 8
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self._hash = hashlib.blake2b(digest_size=16)
+
+    def frame(self, index: int, frame) -> None:
+        """Add decoded frame `index` (a PyAV VideoFrame) if it is one of the sampled ones."""
+        if index % self.EVERY:
+            return
+        if frame.format.name.startswith(("yuv", "yuvj", "gray", "nv")):
+            plane = frame.planes[0]  # luma, without the row padding (which is not content)
+            rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            self._hash.update(np.ascontiguousarray(rows[: plane.height, : plane.width]))
+        else:
+            self._hash.update(np.ascontiguousarray(frame.to_ndarray()))
+
+    def file(self, index: int, path: Path) -> None:
+        if not index % self.EVERY:
+            self._hash.update(path.read_bytes())
+
+    def digest(self, n_frames: int, width: int, height: int) -> str:
+        self._hash.update(f"{n_frames}:{width}x{height}".encode())
+        return self._hash.hexdigest()
+
+
 def probe(
     path: str | Path,
     folder_fps: float = 30.0,
     target_fps: float | None = None,
     count: bool = True,
+    fingerprint: bool = False,
 ) -> VideoInfo:
     """Frame rate, frame count, upright size and rotation of a video file or frame folder.
 
     The frame count is the number of frames that actually decode (container headers lie), after
     `target_fps`. Raises VideoError with the reason when the video cannot be used. With
     `count=False` a video file is decoded up to its first frame only and `n_frames` is 0
-    (unknown), for a caller that decodes it next anyway and finds its end then.
+    (unknown), for a caller that decodes it next anyway and finds its end then. With
+    `fingerprint` (and `count`), `content` is the video's `Fingerprint` (the audit's
+    duplicate check), computed on the frames the count decodes anyway.
     """
     path = Path(path)
+    marks = Fingerprint() if fingerprint and count else None
     if path.is_dir():
         files = frame_files(path)
         if not files:
@@ -98,7 +136,13 @@ def probe(
         first = _read_image(files[0])
         keep = Resampler(float(folder_fps), target_fps)
         n = sum(keep.keep(i) for i in range(len(files)))
-        return VideoInfo(keep.fps, n, first.shape[1], first.shape[0], float(folder_fps), 0)
+        height, width = first.shape[:2]
+        content = ""
+        if marks:
+            for i, file in enumerate(files):
+                marks.file(i, file)
+            content = marks.digest(len(files), width, height)
+        return VideoInfo(keep.fps, n, width, height, float(folder_fps), 0, content)
     if not path.exists():
         raise VideoError(f"{path}: file does not exist")
     if path.stat().st_size == 0:
@@ -112,7 +156,7 @@ def probe(
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0) or folder_fps
             keep = Resampler(fps, target_fps)
-            n = 0
+            n = decoded = 0
             width = height = rotation = 0
             for index, frame in enumerate(container.decode(stream)):
                 if index == 0:
@@ -122,14 +166,18 @@ def probe(
                         width, height = height, width
                     if not count:
                         return VideoInfo(keep.fps, 0, width, height, fps, rotation)
+                if marks:
+                    marks.frame(index, frame)
                 n += keep.keep(index, frame.time)
+                decoded = index + 1
     except VideoError:
         raise
     except Exception as err:  # av.error.* (InvalidDataError, ...) for broken files
         raise VideoError(f"{path}: cannot decode ({type(err).__name__}: {err})") from None
     if n == 0:
         raise VideoError(f"{path}: no decodable frames")
-    return VideoInfo(keep.fps, n, width, height, fps, rotation)
+    content = marks.digest(decoded, width, height) if marks else ""
+    return VideoInfo(keep.fps, n, width, height, fps, rotation, content)
 
 
 def _rotation(frame) -> int:

@@ -23,19 +23,21 @@ def test_all_problems_are_listed_with_line_numbers(tmp_path):
         "ok.mp4,s4,bored\n"
     )
     with pytest.raises(SheetError) as err:
-        read_sheet(tmp_path / "sheet.csv", labels=["happy", "sad"])
+        read_sheet(tmp_path / "sheet.csv")
     text = str(err.value)
-    assert "5 problem(s)" in text
+    assert "3 problem(s)" in text
     assert "line 3: 'missing.mp4' does not exist" in text
     assert "line 4: empty subject" in text
     assert "line 5: path '../outside.mp4' escapes the data root" in text
-    assert "line 6: 'ok.mp4' is the file of line 2 again" in text
-    assert "line 6: unknown label 'bored'" in text
+    # a file on two lines and labels are the audit's (tests/test_audit.py): it sees them all
+    assert "line 6" not in text
 
 
-def test_a_file_listed_twice_or_three_times_is_an_error_naming_the_lines(tmp_path):
+def test_a_file_listed_twice_or_three_times_reaches_the_audit_with_its_lines(tmp_path):
+    from pipeline.datasets.audit import audit
+
     make_video(tmp_path / "clips" / "a.mp4")
-    make_video(tmp_path / "b.mp4")
+    make_video(tmp_path / "b.mp4", n=6)
     again = tmp_path / "clips" / "a.mp4"
     (tmp_path / "sheet.csv").write_text(
         "path,subject,label\n"
@@ -44,12 +46,13 @@ def test_a_file_listed_twice_or_three_times_is_an_error_naming_the_lines(tmp_pat
         "./clips/a.mp4,s2,x\n"  # the same file written another way
         f"{again},s3,y\n"
     )
-    with pytest.raises(SheetError) as err:
-        read_sheet(tmp_path / "sheet.csv")
-    text = str(err.value)
-    assert "2 problem(s)" in text
-    assert "line 4: './clips/a.mp4' is the file of line 2 again" in text
-    assert f"line 5: '{again}' is the file of line 2 again" in text
+    sheet = read_sheet(tmp_path / "sheet.csv")
+    assert sheet.video_id.is_unique
+    videos, _ = probe_videos(sheet, 30.0, "fail")
+    _, findings = audit(videos, {"cv": {"method": "loso"}})
+    dup = findings[findings.check == "duplicate_path"]
+    assert len(dup) == 1 and dup.severity.iloc[0] == "error" and dup.rows.iloc[0] == "2;4;5"
+    assert "lines 2, 4, 5 list the same file" in dup.message.iloc[0]
 
 
 def test_ids_come_from_the_path_relative_to_the_root_even_when_written_absolute(tmp_path):

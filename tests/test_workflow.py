@@ -367,6 +367,8 @@ def test_until_frontalize_stops_after_alignment(tmp_path, request):
     assert job_counts(dry.stdout + dry.stderr) == {
         "demo_data": 1,
         "dataset": 1,
+        "audit": 1,
+        "audit_gate": 1,
         "detect_faces": 2,
         "frontalize": 2,
     }

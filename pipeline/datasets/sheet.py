@@ -14,10 +14,16 @@ root) of the person to follow in that video when several people are filmed (see
 content is checked with the config's `dataset.annotation` settings when the workflow starts
 (`annotation_problems`), so that changing those settings re-runs the targets and training,
 never this stage.
-With `--task regress` every row needs an annotation and `label` may be left out. A file
-listed twice is an error naming both lines. Every problem in the sheet is reported at once,
-with its line number, before any video is opened. Videos that cannot be decoded are skipped with their reason
-(`on_error: skip`) or stop the run (`on_error: fail`).
+With `--task regress` every row needs an annotation and `label` may be left out. Every
+problem in the sheet is reported at once, with its line number, before any video is opened.
+Videos that cannot be decoded are skipped with their reason (`on_error: skip`) or stop the
+run (`on_error: fail`).
+
+Paths stay inside the data root as written (`..` may not leave it); a symbolic link in the
+root may point elsewhere (`follow_links`, the default), which the `link` column records. What
+a per-row check cannot see (labels, a file listed twice, the same content twice, thin
+classes, outliers) is the audit's (`pipeline.datasets.audit`), which reads this stage's
+table: `probe_videos` records each video's sheet `line` and content `Fingerprint`.
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ VIDEO_COLUMNS = [
     "rotation",
     "reference",
     "annotation",
+    "line",
+    "link",
+    "content",
 ]
 SKIP_COLUMNS = ["video_id", "path", "stage", "reason"]
 
@@ -159,16 +168,32 @@ def _decode(path: Path) -> str:
         ) from None
 
 
+def locate(written: str, base: Path, base_resolved: Path) -> tuple[Path | None, str]:
+    """(the file, link) of a sheet path: None when the path as written leaves the root (`..`
+    counted lexically, as written); link is "" when no symbolic link is on the way, "inside"
+    when links lead to a file in the root, "outside" when to a file elsewhere."""
+    root = Path(os.path.normpath(base.absolute()))
+    lexical = Path(os.path.normpath(root / written))
+    if not lexical.is_relative_to(root):
+        return None, ""
+    full = lexical.resolve()
+    if not full.is_relative_to(base_resolved):
+        return full, "outside"
+    same = full.relative_to(base_resolved) == lexical.relative_to(root)
+    return full, "" if same else "inside"
+
+
 def read_sheet(
     sheet: str | Path,
     root: str | Path | None = None,
-    labels: Sequence[str] | None = None,
     task: str = "classify",
+    follow_links: bool = True,
 ) -> pd.DataFrame:
-    """Validate a sheet; return video_id, path (absolute), subject, label, reference,
-    annotation (absolute or None), line.
+    """Validate a sheet; return video_id, path (resolved), subject, label, reference,
+    annotation (absolute or None), line, link.
 
-    Raises SheetError listing every problem (line numbers count the header as line 1).
+    Raises SheetError listing every problem (line numbers count the header as line 1). A file
+    listed twice is not one: the audit lists it with every other duplicate.
     """
     sheet = Path(sheet)
     if not sheet.is_file():
@@ -190,7 +215,6 @@ def read_sheet(
     problems: list[str] = []
     records = []
     seen: dict[str, int] = {}
-    files: dict[Path, int] = {}  # each file once: a second row would count the video twice
     checked: dict[Path, str | None] = {}  # reference photo → why it cannot be used
     for i, row in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
@@ -201,20 +225,17 @@ def read_sheet(
             problems.append(f"line {i}: empty {', '.join(bad)}")
             continue
         rel = row["path"]
-        full = (base / rel).resolve()
-        if not full.is_relative_to(base_resolved):
+        full, link = locate(rel, base, base_resolved)
+        if full is None:
             problems.append(f"line {i}: path {rel!r} escapes the data root {str(base)!r}")
             continue
-        if not full.exists():
-            problems.append(f"line {i}: {rel!r} does not exist (looked for {str(full)!r})")
-        elif full in files:
+        if link == "outside" and not follow_links:
             problems.append(
-                f"line {i}: {rel!r} is the file of line {files[full]} again ({str(full)!r}); "
-                "list each video once"
+                f"line {i}: {rel!r} is a symbolic link to {str(full)!r}, outside the data root "
+                f"{str(base)!r}; set dataset.follow_links: true to use linked files"
             )
-        files.setdefault(full, i)
-        if labels and row["label"] not in labels:
-            problems.append(f"line {i}: unknown label {row['label']!r}; known: {', '.join(labels)}")
+        elif not full.exists():
+            problems.append(f"line {i}: {rel!r} does not exist (looked for {str(full)!r})")
         photo = row.get("reference") or None
         if photo:
             photo_full = (base / photo).resolve()
@@ -257,6 +278,7 @@ def read_sheet(
                 "reference": photo,
                 "annotation": notes,
                 "line": i,
+                "link": link,
             }
         )
     if not rows:
@@ -271,7 +293,7 @@ def _probe(args: tuple) -> tuple[VideoInfo | None, str | None]:
     """probe() of one video in a worker: (info, None) or (None, the reason it cannot be used)."""
     path, folder_fps, target_fps = args
     try:
-        return probe(path, folder_fps=folder_fps, target_fps=target_fps), None
+        return probe(path, folder_fps, target_fps, fingerprint=True), None
     except VideoError as err:
         return None, str(err)
 
@@ -284,8 +306,9 @@ def probe_videos(
     jobs: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add fps, n_frames, width, height (as decoded: upright, after target_fps), source_fps,
-    target_fps, rotation; return (usable videos, skipped videos). Probing decodes every frame;
-    `jobs` > 1 probes that many videos at once in worker processes (same results, same order).
+    target_fps, rotation and content (the video's `Fingerprint`); return (usable videos,
+    skipped videos). Probing decodes every frame; `jobs` > 1 probes that many videos at once
+    in worker processes (same results, same order).
     """
     records = sheet.to_dict("records")
     tasks = [(rec["path"], folder_fps, target_fps) for rec in records]
@@ -315,6 +338,7 @@ def probe_videos(
                 "source_fps": info.source_fps,
                 "target_fps": target_fps if info.fps < info.source_fps else None,
                 "rotation": info.rotation,
+                "content": info.content,
             }
         )
     videos = pd.DataFrame(ok, columns=VIDEO_COLUMNS)
@@ -337,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     params = parse_params(args.params)
-    sheet = read_sheet(args.sheet, params.get("root"), params.get("labels"), args.task)
+    sheet = read_sheet(args.sheet, params.get("root"), args.task, params.get("follow_links", True))
     videos, skipped = probe_videos(
         sheet,
         params.get("folder_fps", 30.0),

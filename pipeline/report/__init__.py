@@ -8,7 +8,7 @@ qc/runtime.csv, the montages), all declared as inputs of the `report` rule.
     figures.py  confusion matrices, per-fold, on-the-fly and training-curve charts
     results.py  results per protocol, comparisons with their caveat, confusion, curves
     regression.py  a regress run's CCC / r / RMSE, folds, baseline, curves, label coverage
-    quality.py  dataset, features, faces, run time, what was run
+    quality.py  dataset audit, dataset, features, faces, run time, what was run
 
 Every string that comes from the dataset (file names, ids, labels, reasons) is HTML-escaped.
 """
@@ -20,7 +20,13 @@ from html import escape
 import pandas as pd
 
 from pipeline.report.html import fmt, page
-from pipeline.report.quality import dataset_section, face_section, run_section, runtime_section
+from pipeline.report.quality import (
+    audit_section,
+    dataset_section,
+    face_section,
+    run_section,
+    runtime_section,
+)
 from pipeline.report.results import (
     PROTOCOLS,
     by_protocol,
@@ -46,12 +52,14 @@ def render(
     config: dict,
     montage_dirs: list[str] = (),
     targets: pd.DataFrame | None = None,
+    audit: pd.DataFrame | None = None,
 ) -> str:
     """The whole page, from already-computed inputs (`targets`: a regress run's
-    qc/targets.csv)."""
+    qc/targets.csv; `audit`: qc/audit.csv)."""
+    data = "\n".join([audit_section(audit), dataset_section(videos, folds, skipped, index)])
     if metrics[0].get("task") == "regress":
-        return page(regress_body(metrics, pairs, targets, config, montage_dirs, videos, folds,
-                                 skipped, index, faces, runtime))  # fmt: skip
+        return page(regress_body(metrics, pairs, targets, config, montage_dirs, data, faces,
+                                 runtime))  # fmt: skip
     protocols = by_protocol(metrics)
     banner = ""
     if any(p == "transductive" for p, _ in protocols):
@@ -73,7 +81,7 @@ def render(
             *(comparison_section(group, pairs) for _, group in protocols),
             confusion_section(metrics),
             zoo_section(metrics),
-            dataset_section(videos, folds, skipped, index),
+            data,
             face_section(faces, montage_dirs),
             runtime_section(runtime),
             run_section(metrics, config),
@@ -82,8 +90,7 @@ def render(
     return page(body)
 
 
-def regress_body(metrics, pairs, targets, config, montage_dirs, videos, folds, skipped, index,
-                 faces, runtime) -> str:  # fmt: skip
+def regress_body(metrics, pairs, targets, config, montage_dirs, data, faces, runtime) -> str:
     """The page of a regress run: its results first, then the same data sections."""
     from pipeline.report import regression
 
@@ -99,7 +106,7 @@ def regress_body(metrics, pairs, targets, config, montage_dirs, videos, folds, s
             regression.comparison_section(metrics, pairs),
             regression.curves_section(metrics),
             regression.targets_section(targets, dims),
-            dataset_section(videos, folds, skipped, index),
+            data,
             face_section(faces, montage_dirs),
             runtime_section(runtime),
             run_section(metrics, config),

@@ -19,6 +19,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__)
     ap.add_argument("--metrics", nargs="+", required=True, help="metrics/*.json")
     ap.add_argument("--videos", required=True, help="dataset/videos.csv")
+    ap.add_argument("--audit", help="qc/audit.csv")
     ap.add_argument("--folds", required=True, help="folds.csv")
     ap.add_argument("--skipped", required=True, help="qc/skipped.csv")
     ap.add_argument("--comparison", required=True, help="comparison.csv")
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     html = render(
         [read_json(p) for p in args.metrics],
         videos=read_csv(args.videos),
+        audit=read_csv(args.audit) if args.audit else None,
         folds=read_csv(args.folds),
         skipped=read_csv(args.skipped),
         pairs=read_csv(args.comparison),

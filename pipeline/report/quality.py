@@ -1,7 +1,8 @@
 """Report sections about the data and the run: dataset, features, faces, run time, config.
 
-Every number comes from a small file a rule wrote: videos.csv and folds.csv, the feature
-indexes, qc/skipped.csv, qc/faces.json, qc/runtime.csv, and the montage PNGs of frontalize.
+Every number comes from a small file a rule wrote: qc/audit.csv, videos.csv and folds.csv,
+the feature indexes, qc/skipped.csv, qc/faces.json, qc/runtime.csv, and the montage PNGs of
+frontalize.
 """
 
 from __future__ import annotations
@@ -17,6 +18,31 @@ import pandas as pd
 from pipeline.common import digest, versions
 from pipeline.qc import POSE
 from pipeline.report.html import table_html
+
+
+def audit_section(audit: pd.DataFrame | None) -> str:
+    """The dataset audit's findings (qc/audit.csv), errors first; a run that reached the
+    report had no error, and warnings only where dataset.strict is false."""
+    if audit is None:
+        return ""
+    html = ["<h2>Dataset audit</h2>"]
+    if audit.empty:
+        html.append("<p>No findings: labels, duplicates, classes, lengths, rates and sizes are "
+                    "as expected (results/qc/audit.csv).</p>")  # fmt: skip
+        return "\n".join(html)
+    counts = audit.severity.value_counts()
+    html.append(
+        f"<p>{int(counts.get('warning', 0))} warnings and {int(counts.get('info', 0))} notes "
+        "on the videos as a set, before any face job (results/qc/audit.csv, with every row "
+        "involved; README, Your own data).</p>"
+    )
+    rows = [
+        [escape(r.severity), escape(r.check), str(len(r.rows.split(";")) if r.rows else 0),
+         escape(r.message)]
+        for r in audit.itertuples()
+    ]  # fmt: skip
+    html.append(table_html(["severity", "check", "rows", "finding"], rows, left=4))
+    return "\n".join(html)
 
 
 def dataset_section(

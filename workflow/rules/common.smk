@@ -209,7 +209,8 @@ def get_provenance(wildcards):
         {
             "model": config["models"][wildcards.model] or {},
             "backbone": backbone_section(wildcards.backbone),
-            "dataset": DATASET,
+            # dataset.strict changes whether the run stops, never a number
+            "dataset": {k: v for k, v in DATASET.items() if k != "strict"},
             "face": config["face"],
             "frontalize": config["frontalize"],
             "cv": config["cv"],
@@ -309,6 +310,8 @@ def get_benchmarks(wildcards):
     files = [rules.adapt_dataset.benchmark] if DATASET["format"] != "sheet" else []
     files += [
         rules.dataset.benchmark,
+        rules.audit.benchmark,
+        rules.audit_gate.benchmark,
         rules.window_clips.benchmark,
         rules.folds.benchmark,
     ]

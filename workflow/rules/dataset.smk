@@ -18,12 +18,18 @@ rule adapt_dataset:
         "--out {output.sheet:q} > {log:q} 2>&1"
 
 
+# The dataset rule probes the videos; the audit (its own rule) checks them as a set and maps
+# labels; the gate stops the run before any face job. The settings that only the audit reads
+# are not the dataset rule's: changing them re-runs no video stage.
+AUDIT_KEYS = ("annotation", "labels", "label_aliases", "strict")
+
+
 rule dataset:
     input:
         sheet=get_sheet(),
         photos=get_reference_photos,
     output:
-        videos="results/dataset/videos.csv",
+        videos="results/dataset/probed.csv",
         skipped="results/qc/dataset_skipped.csv",
     log:
         "logs/dataset.log",
@@ -34,9 +40,9 @@ rule dataset:
         mem_mb=2000,
         runtime=60,
     params:
-        # the annotation settings are the targets rule's: changing them re-runs no video stage
+        # the annotation settings are the targets rule's, the label settings the audit's
         dataset=json.dumps(
-            {k: v for k, v in DATASET.items() if k != "annotation"}, sort_keys=True
+            {k: v for k, v in DATASET.items() if k not in AUDIT_KEYS}, sort_keys=True
         ),
         on_error=config["on_error"],
         task=TASK,
@@ -45,3 +51,55 @@ rule dataset:
         "--skipped {output.skipped:q} --params {params.dataset:q} "
         "--on-error {params.on_error} --threads {threads} --task {params.task} "
         "> {log:q} 2>&1"
+
+
+rule audit:
+    input:
+        videos="results/dataset/probed.csv",
+    output:
+        videos="results/dataset/videos.csv",
+        audit="results/qc/audit.csv",
+    log:
+        "logs/audit.log",
+    benchmark:
+        "benchmarks/audit.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        audit=json.dumps(
+            {
+                "labels": DATASET["labels"],
+                "label_aliases": DATASET.get("label_aliases") or {},
+                "cv": {k: CV[k] for k in ("method", "k")},
+                "clip_length": config["clips"]["length"],
+                "task": TASK,
+            },
+            sort_keys=True,
+        ),
+    shell:
+        "{PY} -m pipeline.datasets.audit run --videos {input.videos:q} "
+        "--out-videos {output.videos:q} --out {output.audit:q} --params {params.audit:q} "
+        "> {log:q} 2>&1"
+
+
+# What stops the run shows in the terminal too (tee), not only in its log.
+rule audit_gate:
+    input:
+        audit="results/qc/audit.csv",
+    output:
+        passed="results/qc/audit_passed.txt",
+    log:
+        "logs/audit_gate.log",
+    benchmark:
+        "benchmarks/audit_gate.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        strict=str(bool(DATASET.get("strict"))).lower(),
+    shell:
+        "{PY} -m pipeline.datasets.audit check --audit {input.audit:q} "
+        "--strict {params.strict:q} --out {output.passed:q} 2>&1 | tee {log:q}"

@@ -1,6 +1,10 @@
+# The face stage starts once the dataset audit passed (ancient: a gate re-run, as when
+# dataset.strict changes, re-runs no face job) and reads the probe's table, so that label
+# settings (aliases, labels) never re-run it.
 rule detect_faces:
     input:
-        videos="results/dataset/videos.csv",
+        videos="results/dataset/probed.csv",
+        audit=ancient("results/qc/audit_passed.txt"),
     output:
         faces="results/faces/shard-{shard}.h5",
     log:

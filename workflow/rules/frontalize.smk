@@ -1,6 +1,6 @@
 rule frontalize:
     input:
-        videos="results/dataset/videos.csv",
+        videos="results/dataset/probed.csv",
         faces="results/faces/shard-{shard}.h5",
     output:
         aligned="results/aligned/shard-{shard}.h5",

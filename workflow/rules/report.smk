@@ -81,6 +81,7 @@ rule report:
     input:
         metrics=get_metrics(),
         videos="results/dataset/videos.csv",
+        audit="results/qc/audit.csv",
         folds="results/folds.csv",
         skipped="results/qc/skipped.csv",
         comparison="results/comparison.csv",
@@ -103,6 +104,7 @@ rule report:
         config=json.dumps(config, sort_keys=True),
     shell:
         "{PY} -m pipeline.report --metrics {input.metrics:q} --videos {input.videos:q} "
+        "--audit {input.audit:q} "
         "--folds {input.folds:q} --skipped {input.skipped:q} "
         "--comparison {input.comparison:q} --faces {input.faces:q} "
         "--runtime {input.runtime:q} --index {input.index:q} --montages {input.montages:q} "

@@ -1,7 +1,7 @@
 # task: regress: every video's continuous labels carried onto its decoded frames.
 rule targets:
     input:
-        videos="results/dataset/videos.csv",
+        videos="results/dataset/probed.csv",
         faces=expand("results/faces/shard-{shard}.h5", shard=SHARDS),
     output:
         targets="results/targets.h5",
