@@ -94,7 +94,7 @@ def _named(rows: pd.DataFrame, detail=None) -> str:
 
 
 def _where(rows: pd.DataFrame) -> str:
-    """ ", line 9" / ", lines 9, 12" / ", lines 9, 12 … (20)": where a few rows are."""
+    """Where a few rows are, for a message: ", line 9", ", lines 9, 12", ", lines 9, … (20)"."""
     lines = [str(x) for x in sorted(rows.line)]
     shown = ", ".join(lines[:SHOWN]) + (f" … ({len(lines)})" if len(lines) > SHOWN else "")
     return f", line{'s' if len(lines) > 1 else ''} {shown}"

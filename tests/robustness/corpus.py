@@ -184,8 +184,10 @@ CASES = [
     Case("talking throughout", "odd/talking.mp4", video(talking), "kept", checks={"faces": 1.0}),
     Case("4K frames", "odd/4k.mp4", video(four_k), "kept", checks={"size": (3840, 2160)}),
     # each its own frames: one video under two subjects is an audit error (duplicate_content)
-    Case("name with spaces", "names/with space.mp4", video(lambda: face_frames(18, seed=20)), "kept"),
-    Case("unicode name", "names/émotion_ünïcødé_表情.mp4", video(lambda: face_frames(18, seed=21)), "kept"),
+    Case("name with spaces", "names/with space.mp4", video(lambda: face_frames(18, seed=20)),
+         "kept"),
+    Case("unicode name", "names/émotion_ünïcødé_表情.mp4",
+         video(lambda: face_frames(18, seed=21)), "kept"),
     Case("quotes in the name", "names/it's \"quoted\".mp4", video(lambda: face_frames(18, seed=22)),
          "kept"),
     Case("shell substitution in the name", "names/$(touch PWNED).mp4",

@@ -175,7 +175,9 @@ SHEET_PROBLEMS = (
 
 
 def test_every_sheet_problem_is_listed_at_once_before_any_video_is_opened(tmp_path):
-    """The DAG stops in the `dataset` job, which lists all problems with line numbers."""
+    """The DAG stops in the `dataset` job, which lists all problems of single rows with line
+    numbers; with those fixed, in the audit, which lists what only the rows together show
+    (the unknown label, the file twice); no face job starts either time."""
     good = demo.generate(
         tmp_path / "demo",
         {
@@ -200,17 +202,33 @@ def test_every_sheet_problem_is_listed_at_once_before_any_video_is_opened(tmp_pa
     assert done.returncode != 0
     log = (workdir / "logs/dataset.log").read_text()
     for line in (
-        "7 problem(s)",
+        "4 problem(s)",
         "line 3: 'demo/videos/nowhere.mp4' does not exist",
         "line 4: empty subject",
-        "line 5: 'demo/videos/s01_anger_1.mp4' is the file of line 2 again",
-        "line 5: unknown label 'bored'",
-        "line 6: 'demo/videos/s01_anger_1.mp4' is the file of line 2 again",
         "line 6: duplicate video_id 'a' (also line 2)",
         "line 7: path '../../etc/passwd' escapes the data root",
     ):
         assert line in log, line
     assert not (workdir / "results/faces").exists()  # no heavy work started
+    lines = SHEET_PROBLEMS.splitlines()
+    (tmp_path / "sheet.csv").write_text("\n".join([lines[0], lines[1], lines[4]]) + "\n")
+    done = snakemake(workdir, ROOT, "--cores", "1", "results/report.html")
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "dataset audit: 2 errors" in out
+    assert "label 'bored' (1 video) is not in dataset.labels" in out
+    assert "lines 2, 3 list the same file" in out
+    assert not (workdir / "results/faces").exists()
+
+
+def test_the_audit_lists_the_odd_videos_and_lets_them_through(corpus_run):
+    workdir, _, _ = corpus_run
+    found = read_csv(workdir / "results/qc/audit.csv")
+    assert not (found.severity == "error").any()
+    short = found[found.check == "short_video"].videos.iloc[0].split(";")
+    assert case_id(next(c for c in CASES if c.name == "1-frame video")) in short
+    sizes = found[found.check == "size_outlier"].videos.iloc[0].split(";")
+    assert case_id(next(c for c in CASES if c.name == "4K frames")) in sizes
 
 
 @pytest.mark.parametrize(
