@@ -157,6 +157,7 @@ def audit_stage(table: Path, tmp: Path) -> float:
 
 
 def auditing(sets: list, n_rows: int, tmp: Path) -> None:
+    import numpy as np
     import pandas as pd
 
     for name, root, files, _ in sets:
@@ -168,7 +169,7 @@ def auditing(sets: list, n_rows: int, tmp: Path) -> None:
     stage_s = sets[-1][3]
     print(f"audit stage on the last probed table ({len(pd.read_csv(probed))} videos): "
           f"{seconds:.2f} s, {seconds / stage_s:.2f}x the dataset stage's {stage_s:.1f} s")  # fmt: skip
-    rng = __import__("numpy").random.default_rng(0)
+    rng = np.random.default_rng(0)
     content = [f"{i:032x}" for i in range(n_rows)]
     for i in rng.choice(n_rows, n_rows // 100, replace=False):
         content[i] = content[(i + 1) % n_rows]  # 1 %: the same content twice
