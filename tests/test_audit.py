@@ -359,3 +359,24 @@ def test_the_tiny_run_records_its_audit_in_the_report(run):
     assert "<h2>Dataset audit</h2>" in html
     assert (workdir / "results/qc/audit_passed.txt").read_text().startswith("dataset audit: 0")
     assert os.path.exists(workdir / "logs/audit.log")
+
+
+def test_one_video_of_two_people_is_two_rows_with_their_photos_not_a_duplicate(tmp_path):
+    from PIL import Image
+
+    clip(tmp_path / "two.mp4", 1)
+    (tmp_path / "copy.mp4").write_bytes((tmp_path / "two.mp4").read_bytes())
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8), 90).save(tmp_path / name)
+    (tmp_path / "sheet.csv").write_text(
+        "path,subject,label,reference\n"
+        "two.mp4,pa,x,a.png\n"
+        "two.mp4,pb,y,b.png\n"  # the other person in the same video
+        "copy.mp4,pc,x,a.png\n"  # a copy under a third subject, following the first again
+    )
+    videos, _ = probe_videos(read_sheet(tmp_path / "sheet.csv"), 30.0, "fail")
+    _, found = audit(videos, {"cv": {"method": "loso"}})
+    assert finding(found, "duplicate_path").empty
+    assert finding(found, "several_persons", "info").rows.tolist() == ["2;3"]
+    copy = finding(found, "duplicate_content", "error")  # pa and pc: one photo, two subjects
+    assert len(copy) == 1 and set(copy.rows.iloc[0].split(";")) == {"2", "3", "4"}

@@ -20,6 +20,7 @@ per decodable video, with its sheet line, link and content fingerprint) and writ
 | short_video | warning | videos shorter than half a clip |
 | fps_outlier, size_outlier | warning | frame rate beyond 1.5× / short side beyond 2× the median |
 | links | info | rows reached through symbolic links |
+| several_persons | info | one video on several rows, each with its own subject and reference photo |
 | aliases | info | what `dataset.label_aliases` mapped, and aliases that matched no label |
 
 `python -m pipeline.datasets.audit check` is the gate the face stage waits for: it lists the
@@ -34,6 +35,7 @@ import argparse
 import json
 import logging
 import re
+import sys
 import unicodedata
 from collections.abc import Sequence
 
@@ -154,11 +156,13 @@ def label_checks(videos: pd.DataFrame, known: Sequence[str] | None, found: Findi
             f"{s!r} ({_plural(n, 'video')}{_where(rows[rows.label == s]) if s in others else ''})"
             for s, n in spellings.items()
         )
-        why = ", ".join(f"{s!r} from {canonical!r} by {how_differs(s, canonical)}" for s in others)
+        why = "; ".join(
+            f"{s!r} differs from {canonical!r} only by {how_differs(s, canonical)}" for s in others
+        )
         if len(spellings) > 1:
-            head = f"labels {listing} would be {len(spellings)} classes; they differ only in {why}"
+            head = f"labels {listing} would be {len(spellings)} classes: {why}"
         else:
-            head = f"label {listing} is not in dataset.labels; it differs {why}"
+            head = f"label {listing} is not in dataset.labels: {why}"
         where = " (as dataset.labels spells it)" if target else ""
         fix = json.dumps({s: canonical for s in others}, ensure_ascii=False)
         found.add("label_variant", "error", rows,
@@ -178,15 +182,30 @@ def label_checks(videos: pd.DataFrame, known: Sequence[str] | None, found: Findi
     return variants
 
 
+def _persons(rows: pd.DataFrame) -> bool:
+    """Rows that follow different people in one video: each its own subject and its own
+    reference photo (`pipeline.identity`), which is no duplicate."""
+    refs = rows.get("reference", pd.Series("", index=rows.index)).fillna("").astype(str)
+    return bool(refs.str.len().all()) and refs.is_unique and rows.subject.is_unique
+
+
 def duplicate_checks(videos: pd.DataFrame, found: Findings) -> None:
+    persons = []
     for path, rows in videos[videos.path.duplicated(keep=False)].groupby("path", sort=True):
+        if _persons(rows):
+            persons.append(rows)
+            continue
         found.add("duplicate_path", "error", rows,
                   f"lines {', '.join(_lines(rows).split(';'))} list the same file {path!r}: "
-                  "list each video once")  # fmt: skip
+                  "list each video once (or, for several people in it, each row with its own "
+                  "subject and reference photo)")  # fmt: skip
     content = videos[videos.content.astype(bool)]
     for _, rows in content[content.content.duplicated(keep=False)].groupby("content"):
         if rows.path.nunique() < 2:
-            continue  # one file on several rows: duplicate_path says so
+            continue  # one file on several rows: said above
+        if _persons(rows):
+            persons.append(rows)
+            continue
         subjects = rows.subject.unique()
         named = _named(rows, lambda r: f"line {r.line}, subject {r.subject}")
         if len(subjects) > 1:
@@ -197,6 +216,11 @@ def duplicate_checks(videos: pd.DataFrame, found: Findings) -> None:
             found.add("duplicate_content", "warning", rows,
                       f"{named} have the same frames: the clip counts {len(rows)} times; "
                       "remove the copies")  # fmt: skip
+    if persons:
+        rows = pd.concat(persons)
+        found.add("several_persons", "info", rows,
+                  f"{_plural(len(persons), 'video')} followed person by person (each row its own "
+                  f"subject and reference photo): {_named(rows)}")  # fmt: skip
 
 
 def fold_checks(videos: pd.DataFrame, cv: dict, found: Findings) -> None:
@@ -288,6 +312,14 @@ def audit(videos: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, pd.DataFram
     return videos, found.table()
 
 
+def _shown(rows: str, first: int = 12) -> str:
+    """A finding's sheet lines for the terminal: the first few and how many (audit.csv has
+    them all)."""
+    lines = rows.split(";") if rows else []
+    more = f", … ({len(lines)} rows)" if len(lines) > first else ""
+    return f"line{'s' if len(lines) != 1 else ''} {', '.join(lines[:first])}{more}"
+
+
 def gate(findings: pd.DataFrame, strict: bool) -> str:
     """A one-line summary when the run may go on; else SheetError listing what stops it."""
     counts = findings.severity.value_counts()
@@ -297,8 +329,7 @@ def gate(findings: pd.DataFrame, strict: bool) -> str:
     if stop.empty:
         return f"dataset audit: {summary}, {int(counts.get('info', 0))} notes"
     listing = "\n  ".join(
-        f"{r.severity} {r.check} (sheet lines {r.rows.replace(';', ', ')}): {r.message}"
-        for r in stop.itertuples()
+        f"{r.severity} {r.check} (sheet {_shown(r.rows)}): {r.message}" for r in stop.itertuples()
     )
     why = ("dataset.strict is true: warnings stop the run too (set it to false to go on with "
            "them)" if strict and warnings else "fix the errors; the run stops before any face job")  # fmt: skip
@@ -334,7 +365,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_csv_atomic(args.out_videos, videos)
         log.info("%d findings on %d videos", len(findings), len(videos))
         return
-    summary = gate(read_csv(args.audit), args.strict == "true")
+    try:
+        summary = gate(read_csv(args.audit), args.strict == "true")
+    except SheetError as err:  # once, in the terminal (the rule tees it into its log)
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     log.info("%s", summary)
     write_text_atomic(args.out, summary + "\n")
 
