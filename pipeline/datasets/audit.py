@@ -85,14 +85,18 @@ def _ids(rows: pd.DataFrame) -> str:
     return ";".join(rows.sort_values("line").video_id)
 
 
+def _first(items: list[str]) -> str:
+    """The first SHOWN items and how many more."""
+    more = len(items) - SHOWN
+    return ", ".join(items[:SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
 def _named(rows: pd.DataFrame, detail=None) -> str:
     """The first videos of `rows` by id (with `detail(row)`), and how many more."""
-    rows = rows.sort_values("line")
-    shown = [
-        f"{r.video_id}{f' ({detail(r)})' if detail else ''}" for r in rows.head(SHOWN).itertuples()
-    ]
-    more = len(rows) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    return _first(
+        [f"{r.video_id}{f' ({detail(r)})' if detail else ''}"
+         for r in rows.sort_values("line").itertuples()]
+    )  # fmt: skip
 
 
 def _where(rows: pd.DataFrame) -> str:
@@ -253,11 +257,10 @@ def class_checks(videos: pd.DataFrame, cv: dict, found: Findings) -> None:
     if len(single) and videos.label.nunique() > 1:
         rows = videos[videos.subject.isin(single)]
         firsts = rows.groupby("subject").label.first()
-        listing = ", ".join(f"{s} ({firsts[s]})" for s in list(firsts.index)[:SHOWN])
-        more = len(firsts) - SHOWN
+        listing = _first([f"{s} ({label})" for s, label in firsts.items()])
         found.add("single_class_subject", "warning", rows,
                   f"{len(single)} of {videos.subject.nunique()} subjects show one class in all "
-                  f"their videos: {listing}{f' and {more} more' if more > 0 else ''}; for them "
+                  f"their videos: {listing}; for them "
                   "person and class coincide, and person calibration (cv.normalize) removes the "
                   "class with the person")  # fmt: skip
 

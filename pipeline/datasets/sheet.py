@@ -85,18 +85,15 @@ def derive_id(relative: str) -> str:
     return text
 
 
-def relative_to_root(written: str, base: Path, full: Path, base_resolved: Path) -> str:
+def relative_to_root(written: str, base: Path) -> str:
     """The sheet path `written` relative to the data root `base`, for its id: as written when
-    it is relative; an absolute path lexically inside the root loses the root's part (so
-    `/data/set/a/clip.mp4` under root `/data/set` is `a/clip.mp4`, not the whole path); else
-    the resolved file `full` relative to the resolved root."""
+    it is relative; an absolute path loses the root's part (so `/data/set/a/clip.mp4` under
+    root `/data/set` is `a/clip.mp4`, not the whole path). `locate` has made sure that the
+    path, as written, is inside the root."""
     if not Path(written).is_absolute():
         return written
-    lexical = Path(os.path.normpath(written))
     root = Path(os.path.normpath(base.absolute()))
-    if lexical.is_relative_to(root):
-        return str(lexical.relative_to(root))
-    return str(full.relative_to(base_resolved))
+    return str(Path(os.path.normpath(written)).relative_to(root))
 
 
 def check_photo(path: Path) -> str | None:
@@ -260,7 +257,7 @@ def read_sheet(
             notes = str(notes_full)
         elif task == "regress":
             problems.append(f"line {i}: no annotation (task regress needs one for every video)")
-        vid = row.get("video_id") or derive_id(relative_to_root(rel, base, full, base_resolved))
+        vid = row.get("video_id") or derive_id(relative_to_root(rel, base))
         if not ID_PATTERN.match(vid):
             problems.append(f"line {i}: video_id {vid!r} may only use letters, digits, _ - .")
         if vid in seen:
