@@ -56,6 +56,16 @@ BACKBONES: dict[str, Entry] = {
         VECTORS,
         "68-landmark shape undone of head pose: point offsets, brow/eye/mouth distances, angles",
     ),
+    "blendshapes": Entry(
+        "pipeline.backbones.mediapipe_face:Blendshapes",
+        VECTORS,
+        "MediaPipe Face Landmarker's 52 blendshape scores (action-unit-like) of the aligned face",
+    ),
+    "mesh": Entry(
+        "pipeline.backbones.mediapipe_face:Mesh",
+        VECTORS,
+        "MediaPipe's 468-point face mesh undone of head pose (3D), displacements in cm",
+    ),
     "fer-finetuned": Entry(
         "pipeline.backbones.fer_finetuned:FERFinetuned",
         VECTORS,

@@ -149,6 +149,7 @@ PACKAGES = (
     "opencv-python-headless",
     "scikit-image",
     "fer-pipeline",
+    "mediapipe",
 )
 
 

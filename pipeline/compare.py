@@ -10,6 +10,12 @@ differences). Two caveats travel with every p-value:
 - folds share training subjects, so fold scores are not independent and the test is
   optimistic (Nadeau & Bengio, 2003): read p as descriptive, not as a significance claim.
 
+Folds are few, videos are many: for classification results the same pair is also compared
+video by video on the test videos both predicted (`pipeline.intervals.paired`): the
+difference of the pooled score with its 95 % interval (a hierarchical bootstrap over test
+subjects and their videos, the same resamples for both) and the exact McNemar test of which
+videos each gets right (`only_a`, `only_b`, `mcnemar_p`). That is the test to read.
+
 The `compare` rule writes every comparable pair (a listed before b in the rule's order) to
 `results/comparison.csv`: `python -m pipeline.compare --metrics M.json.. --out F.csv`.
 The report reads its rows (`oriented` turns a pair around).
@@ -28,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.common import run_main, setup_logging, write_csv_atomic
+from pipeline.intervals import paired
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +54,15 @@ COLUMNS = [
     "worse",
     "wilcoxon_p",
     "min_p",
+    "paired_videos",
+    "pooled_diff",
+    "diff_low",
+    "diff_high",
+    "only_a",
+    "only_b",
+    "mcnemar_p",
 ]
+PAIRED = COLUMNS[COLUMNS.index("paired_videos") :]
 EPS = 1e-12
 
 
@@ -72,11 +87,33 @@ def per_fold(m: dict, metric: str, level: str = "video") -> dict[int, float]:
     return {f["fold"]: f[metric] for f in m[level]["folds"] if f[metric] is not None}
 
 
-def compare(a: dict, b: dict, metric: str = "war", level: str = "video") -> dict:
-    """Paired comparison of result `a` against `b` over their common folds."""
+def video_pairs(a: dict, b: dict) -> dict | None:
+    """`pipeline.intervals.paired` of two classification results' test-video predictions
+    (None without them, or when they predicted different videos)."""
+    if not a.get("predictions") or not b.get("predictions") or a["classes"] != b["classes"]:
+        return None
+    return paired(pd.DataFrame(a["predictions"]), pd.DataFrame(b["predictions"]), a["classes"])
+
+
+def compare(
+    a: dict, b: dict, metric: str = "war", level: str = "video", videos: dict | None = None
+) -> dict:
+    """Paired comparison of result `a` against `b` over their common folds, and video by
+    video when `videos` (their `video_pairs`) is given."""
     ours, theirs = per_fold(a, metric, level), per_fold(b, metric, level)
     common = sorted(set(ours) & set(theirs))
     diff = np.array([ours[k] - theirs[k] for k in common])
+    by_video = dict.fromkeys(PAIRED, math.nan)
+    if videos is not None and f"{metric}_diff" in videos:
+        by_video.update(
+            paired_videos=videos["videos"],
+            pooled_diff=videos[f"{metric}_diff"],
+            diff_low=videos[f"{metric}_diff_low"],
+            diff_high=videos[f"{metric}_diff_high"],
+            only_a=videos["only_a"],
+            only_b=videos["only_b"],
+            mcnemar_p=videos["mcnemar_p"],
+        )
     return {
         "protocol": a.get("protocol", "inductive"),
         "model_a": a["model"],
@@ -93,6 +130,7 @@ def compare(a: dict, b: dict, metric: str = "war", level: str = "video") -> dict
         "worse": int((diff < -EPS).sum()),
         "wilcoxon_p": wilcoxon_p(diff),
         "min_p": min_attainable_p(int((np.abs(diff) > EPS).sum())),
+        **by_video,
     }
 
 
@@ -110,12 +148,11 @@ def all_pairs(
     metrics: list[dict], keys: tuple[str, ...] = ("war", "uar"), level: str = "video"
 ) -> pd.DataFrame:
     """Every pair of comparable results (a listed before b), for each metric."""
-    rows = [
-        compare(a, b, key, level)
-        for a, b in itertools.combinations(metrics, 2)
-        if same_folds(a, b)
-        for key in keys
-    ]
+    rows = []
+    for a, b in itertools.combinations(metrics, 2):
+        if same_folds(a, b):
+            videos = video_pairs(a, b)
+            rows += [compare(a, b, key, level, videos) for key in keys]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -147,11 +184,17 @@ def oriented(pairs: pd.DataFrame, a: dict, b: dict, metric: str = "war") -> dict
         hit = hit[(hit.model_b == mb) & (hit.backbone_b == bb)]
         if len(hit):
             row = hit.iloc[0].to_dict()
+            for name in PAIRED:  # empty cells of a CSV read back: no video-level comparison
+                if row[name] == "":
+                    row[name] = math.nan
             if flip:
                 row.update(model_a=key[0], backbone_a=key[1], model_b=key[2], backbone_b=key[3])
                 row["mean_diff"] = -row["mean_diff"]
                 row["better"], row["worse"] = row["worse"], row["better"]
                 row["mean_a"], row["mean_b"] = row["mean_b"], row["mean_a"]
+                row["pooled_diff"] = -row["pooled_diff"]
+                row["diff_low"], row["diff_high"] = -row["diff_high"], -row["diff_low"]
+                row["only_a"], row["only_b"] = row["only_b"], row["only_a"]
             return row
     return None
 

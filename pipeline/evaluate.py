@@ -7,12 +7,18 @@ folds, at clip level and at video level (clip probabilities averaged per video):
     uar       unweighted average recall = mean per-class recall over classes present
     macro_f1  F1 averaged over classes present
     confusion counts, rows = true class, columns = predicted class (summed over folds)
+    interval  the pooled WAR, UAR and macro-F1 over every test video (or clip) of every fold
+              with its 95 % interval: a hierarchical bootstrap over the test subjects and
+              their videos (`pipeline.intervals`)
 
 Chance levels: UAR 1/K; WAR of always predicting the most frequent class.
 
 Also, from each fold's `onthefly.csv`, video-level WAR and UAR (mean ± std over folds) as a
 function of the fraction of every video seen (the on-the-fly curve), and from each fold's
 `history.csv` the training curves and the epoch model selection kept.
+
+`predictions` lists every test video's fold, subject, label and predicted class, so that two
+results can be compared video by video (`pipeline.compare`).
 
 Output `metrics/{model}_{backbone}.json` (keys sorted, same input → same bytes) with its
 provenance: the config sections the result depends on, their hash (`config_hash`), the
@@ -41,6 +47,7 @@ from pipeline.common import (
     versions,
     write_json_atomic,
 )
+from pipeline.intervals import interval
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +117,7 @@ def summarize(table: pd.DataFrame, classes: list[str]) -> dict:
         "std": {k: float(np.std([f[k] for f in folds])) for k in keys},
         "recall": {"mean": recall_mean, "std": recall_std},
         "pooled": pooled,
+        "interval": interval(table, classes),
     }
 
 
@@ -192,7 +200,14 @@ def evaluate(
         "chance": {"uar": 1.0 / len(classes), "war": float(counts.max() / counts.sum())},
         "onthefly": onthefly_curve(list(onthefly), classes) if len(onthefly) else None,
         "training": training_summary(histories or {}),
+        "predictions": [
+            {k: (int(v) if k == "fold" else str(v)) for k, v in row.items()}
+            for row in videos[PREDICTION_COLUMNS].to_dict("records")
+        ],
     }
+
+
+PREDICTION_COLUMNS = ["video_id", "subject", "fold", "label", "pred"]
 
 
 def provenance(config: dict) -> dict:
@@ -238,12 +253,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     metrics.update(provenance(parse_params(args.params)))
     write_json_atomic(args.out, metrics)
     for level in ("clip", "video"):
-        m, s = metrics[level]["mean"], metrics[level]["std"]
+        m, s, ci = metrics[level]["mean"], metrics[level]["std"], metrics[level]["interval"]
         log.info(
-            "%s level: WAR %.3f ± %.3f, UAR %.3f ± %.3f",
+            "%s level: WAR %.3f ± %.3f (pooled %.3f, 95 %% interval %.3f-%.3f), UAR %.3f ± %.3f",
             level,
             m["war"],
             s["war"],
+            ci["war"]["pooled"],
+            ci["war"]["low"],
+            ci["war"]["high"],
             m["uar"],
             s["uar"],
         )

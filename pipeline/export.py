@@ -22,6 +22,10 @@ Every row is one decoded frame (at the run's target fps) of one video:
     <backbone>:p_<class>              class probabilities of the backbones that give them
                                       (fer-minixception; an onnx model with p_ columns); a
                                       backbone fitted per fold: the fold that tested the video
+    blendshapes:<name>, …:found       MediaPipe's 52 action-unit-like blendshape scores
+                                      (browInnerUp, mouthSmileLeft, jawOpen, …) when the run
+                                      has the blendshapes backbone; found: the landmarker saw
+                                      the face in that crop (else the nearest frame's scores)
     <model>:<backbone>:p_<class>,     the fold model that had the video in its test fold
     <model>:<backbone>:pred           (never one that trained on it): the mean of the clip
                                       windows covering the frame, and its top class
@@ -75,15 +79,29 @@ def _skipped(paths: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def carried(described: dict) -> list[int]:
+    """The feature columns a backbone's per-frame values go to the tables with: its class
+    probabilities (`p_` columns) and what its `describe()` lists under `export`."""
+    export = set(described.get("export") or ())
+    columns = described.get("columns") or []
+    return [i for i, c in enumerate(columns) if c.startswith("p_") or c in export]
+
+
 class ProbabilitySource:
-    """A backbone whose features include class probabilities (describe's `p_` columns),
-    read from its feature files: one set of shards, or one per fold for per-fold backbones."""
+    """A backbone whose features include per-frame columns for the tables (`carried`: class
+    probabilities, blendshapes), read from its feature files: one set of shards, or one per
+    fold for per-fold backbones."""
 
     def __init__(
-        self, name: str, files: dict[int | None, list[str]], columns: list[str], stack: ExitStack
+        self,
+        name: str,
+        files: dict[int | None, list[str]],
+        described: dict,
+        stack: ExitStack,
     ):
         self.name = name
-        self.index = [i for i, c in enumerate(columns) if c.startswith("p_")]
+        columns = described.get("columns") or []
+        self.index = carried(described)
         self.columns = [f"{name}:{columns[i]}" for i in self.index]
         self.groups = {fold: _open_all(paths, stack) for fold, paths in files.items()}
 
@@ -96,25 +114,25 @@ class ProbabilitySource:
 
 def probability_sources(files: Sequence[str], stack: ExitStack) -> list[ProbabilitySource]:
     """The backbones among `files` (features/<backbone>/[fold<k>/]shard-*.h5) that give
-    class probabilities, each with its files grouped by fold (None: shared by every fold)."""
+    per-frame columns (`carried`), each with its files grouped by fold (None: shared by every
+    fold)."""
     import json
 
     by_name: dict[str, dict] = {}
-    columns: dict[str, list[str]] = {}
+    about: dict[str, dict] = {}
     for path in sorted(files):
         with h5py.File(path, "r") as f:
             name = str(f.attrs["backbone"])
             if f.attrs.get("kind") != "vectors":
                 continue
             described = json.loads(f.attrs.get("describe", "{}"))
-        found = described.get("columns") or []
-        if not any(c.startswith("p_") for c in found):
+        if not carried(described):
             continue
         match = FOLD_DIR.match(Path(path).parent.name)
         fold = int(match.group(1)) if match else None
         by_name.setdefault(name, {}).setdefault(fold, []).append(path)
-        columns[name] = found
-    return [ProbabilitySource(n, by_name[n], columns[n], stack) for n in sorted(by_name)]
+        about[name] = described
+    return [ProbabilitySource(n, by_name[n], about[n], stack) for n in sorted(by_name)]
 
 
 def fold_predictions(paths: Sequence[str]) -> dict[str, pd.DataFrame]:

@@ -86,7 +86,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     params = parse_params(args.params)
     backbone = build_backbone(args.backbone, params, args.checkpoint)
-    extract_shard(backbone, args.backbone, params, args.aligned, args.out)
+    try:
+        extract_shard(backbone, args.backbone, params, args.aligned, args.out)
+    finally:
+        if hasattr(backbone, "close"):  # MediaPipe's landmarker: closed explicitly
+            backbone.close()
 
 
 def extract_shard(backbone, name: str, params: dict, aligned_path: str, out_path: str) -> None:

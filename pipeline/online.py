@@ -78,7 +78,7 @@ class Live:
     the fold models on it, their probabilities averaged."""
 
     def __init__(self, predictor):
-        from pipeline.backbones import build_backbone
+        from pipeline.backbones import build_backbone, exported
         from pipeline.common import ConfigError
 
         if predictor.task != "classify":
@@ -89,6 +89,7 @@ class Live:
         self.p = predictor
         self.length = int(predictor.meta["clip_length"])
         self.specs = []
+        self.exports: dict[str, list[tuple[int, str]]] = {}  # backbone → its per-frame columns
         for pre in predictor.pres:
             spec = pre["backbone"]
             parts = []
@@ -98,8 +99,13 @@ class Live:
                     predictor.backbones[key] = build_backbone(
                         part["name"], part.get("params") or {}, part.get("checkpoint")
                     )
+                if key not in self.exports:
+                    self.exports[key] = exported(part["name"], predictor.backbones[key])
                 parts.append(key)
             self.specs.append(parts)
+        # the per-frame columns each line carries (blendshapes), once each
+        self.columns = list(dict.fromkeys(n for cols in self.exports.values() for _, n in cols))
+        self.values: dict[str, float] = {}  # this frame's
         self.every_frame = [hasattr(m, "frame_outputs") for m in predictor.models]
         self.reset()
 
@@ -124,8 +130,10 @@ class Live:
         self.reset()
 
     def features(self, found: dict) -> list[np.ndarray] | None:
-        """One (D,) feature row per fold for this frame; None before the first face."""
+        """One (D,) feature row per fold for this frame; None before the first face. The
+        backbones' per-frame columns (`self.columns`) go to `self.values`."""
         done: dict[str, np.ndarray] = {}
+        self.values = {}
         rows = []
         for parts in self.specs:
             row = []
@@ -140,6 +148,8 @@ class Live:
                         if found["crop"] is None:
                             return None
                         done[key] = backbone(found["crop"][None])[0]
+                    for i, name in self.exports[key]:
+                        self.values[name] = float(done[key][i])
                 row.append(np.asarray(done[key], np.float32).reshape(-1))
             rows.append(np.concatenate(row))
         return rows

@@ -7,8 +7,9 @@
 
 One CSV line per frame, written (and flushed) as soon as the frame is processed: frame,
 time_s, face, x1, y1, x2, y2, confidence, window (frames in the rolling window), pred,
-p_<class>, latency_ms (from the frame's arrival to its line), dropped (frames dropped before
-this one).
+p_<class>, the backbones' per-frame columns (with the blendshapes backbone its 52 scores,
+`blendshapes:<name>`, and `blendshapes:found`), latency_ms (from the frame's arrival to its
+line), dropped (frames dropped before this one).
 The steps are those of the trained pipeline (`model.pt` holds their settings), done causally,
 one frame at a time: detection and tracking of the primary face, 68 landmarks, the pose and
 the aligned crop, the backbone(s), the person calibration (`per_subject`: the statistics of
@@ -159,7 +160,7 @@ def run_stream(
     live.warm_up()
     classes = predictor.classes
     header = ["frame", "time_s", "face", "x1", "y1", "x2", "y2", "confidence", "window", "pred",
-              *(f"p_{c}" for c in classes), "latency_ms", "dropped"]  # fmt: skip
+              *(f"p_{c}" for c in classes), *live.columns, "latency_ms", "dropped"]  # fmt: skip
     out.write(",".join(header) + "\n")
     out.flush()
     handoff = Dropping(queue, wait=os.path.isfile(source))
@@ -199,6 +200,8 @@ def run_stream(
                 cells += [classes[int(probs.argmax())], *(_num(p, 5) for p in probs)]
             else:
                 cells += [""] * (1 + len(classes))
+            shown = live.values if face is not None else {}
+            cells += [_num(shown.get(name), 5) for name in live.columns]
             latency = (time.monotonic() - arrived) * 1000
             latencies.append(latency)
             cells += [f"{latency:.1f}", str(index - processed)]  # dropped before it

@@ -3,7 +3,9 @@
 A backbone is a class with a typed keyword-only constructor (its config section's keys),
 `kind` (catalog.VECTORS or PIXELS), `__call__(frames)` mapping aligned crops (N, S, S, 3)
 uint8 to features (N, D) or pixels (N, H, W, C), and `describe()` (what the feature file
-records). `build_backbone` makes one from its config section.
+records: `columns` names the features; a backbone whose features are meaningful per frame,
+like blendshapes, lists in `export` the columns the per-frame tables carry). `build_backbone`
+makes one from its config section.
 
 A *per-fold* backbone is fitted on labels, so it is trained inside each fold on that fold's
 training subjects only. Its catalog entry names a trainer, "module:function", called by the
@@ -133,6 +135,15 @@ def pick(fn, params: dict, skip: tuple[str, ...] = ("self",)) -> dict:
     """The entries of `params` that `fn` takes as keyword arguments."""
     names = keyword_names(fn, skip=skip)
     return {k: v for k, v in params.items() if k in names}
+
+
+def exported(name: str, backbone) -> list[tuple[int, str]]:
+    """(feature index, "<name>:<column>") of the columns `backbone` (configured as `name`)
+    exports to the per-frame tables: its `describe()`'s `export` list."""
+    described = backbone.describe()
+    keep = set(described.get("export") or ())
+    columns = described.get("columns") or ()
+    return [(i, f"{name}:{c}") for i, c in enumerate(columns) if c in keep]
 
 
 def build_backbone(name: str, params: dict, checkpoint: str | None = None):

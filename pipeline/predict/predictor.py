@@ -122,12 +122,15 @@ class Predictor:
         finally:
             set_threads(self.threads)
 
-    def features(self, path: str, found: tuple) -> list[np.ndarray]:
-        """Per fold: the video's features, calibrated as in training."""
+    def features(self, path: str, found: tuple, columns: dict | None = None) -> list[np.ndarray]:
+        """Per fold: the video's features, calibrated as in training (`columns` receives the
+        backbones' per-frame columns, uncalibrated: see `aligned_features`)."""
         from pipeline.store import frame_stats, standardise
 
         arrays, decode, fps, decoded = found
-        features = aligned_features(path, self.pres, arrays, decode, fps, self.backbones, decoded)
+        features = aligned_features(
+            path, self.pres, arrays, decode, fps, self.backbones, decoded, columns
+        )
         if self.normalize == "per_subject":
             features = [standardise(f, *frame_stats([f])) for f in features]
         elif self.stats is not None:
@@ -144,7 +147,8 @@ class Predictor:
         """After `detect`: alignment, backbone(s), the model(s), the four files in out_dir
         (`reference`: the photo detect followed, recorded in the summary)."""
         path = Path(video)
-        features = self.features(str(path), found)
+        columns: dict[str, np.ndarray] = {}
+        features = self.features(str(path), found, columns)
         arrays, _, fps, _ = found
         n = len(features[0])
         spans = windows(n, self.pre)
@@ -188,6 +192,8 @@ class Predictor:
         for k, c in enumerate(classes):
             win[f"{prefix}{c}"] = probs[:, k]
             frames[f"{prefix}{c}"] = frame_probs[:, k]
+        for name, values in columns.items():  # blendshapes: empty where no face
+            frames[name] = np.where(valid, values[:n], np.nan)
         video_probs = frame_probs.mean(0) if self.task == "regress" else probs.mean(0)
         values = {c: float(p) for c, p in zip(classes, video_probs, strict=True)}
         summary = {

@@ -139,17 +139,19 @@ def aligned_features(
     fps: float,
     backbones: dict,
     decoded: list | None = None,
+    columns: dict | None = None,
 ) -> list[np.ndarray]:
     """Aligned crops (in memory, frontalized once) → the backbone features (T, ...) of one
     video for each preprocessing of `pres` (the folds of one model: the same but for their
     per-fold backbone checkpoints); a backbone shared by several is run once. `backbones`
     keeps the networks built, by their settings, for the next video; `decoded`, the video's
-    frames when detection kept them (else it is decoded again)."""
+    frames when detection kept them (else it is decoded again); `columns`, if given, receives
+    the per-frame columns the backbones export ("blendshapes:jawOpen" → (T,) values)."""
     import io
 
     import h5py
 
-    from pipeline.backbones import build_backbone
+    from pipeline.backbones import build_backbone, exported
     from pipeline.features import extract, source
     from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
     from pipeline.frontalize import Frontalizer, frontalize_video
@@ -194,6 +196,9 @@ def aligned_features(
                     backbone = backbones[key]
                     out = mem.create_group(f"features{len(done)}")
                     done[key] = extract(backbone, source(backbone, group, path), out, "video")[:]
+                    if columns is not None:
+                        for i, name in exported(part["name"], backbone):
+                            columns[name] = done[key][:, i].astype(np.float32)
                 parts.append(done[key])
             features.append(np.concatenate(parts, axis=-1))
     return features

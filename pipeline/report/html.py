@@ -28,6 +28,23 @@ def fmt(mean: float, std: float | None = None) -> str:
     return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
 
 
+def fmt_interval(ci: dict | None) -> str:
+    """ "46.7 [38.3–55.0]": a pooled score with its 95 % interval, in %; "" without one."""
+    if not ci:
+        return ""
+    return f"{100 * ci['pooled']:.1f} [{100 * ci['low']:.1f}–{100 * ci['high']:.1f}]"
+
+
+def fmt_diff(row: dict) -> str:
+    """ "+8.3 [−1.7, +18.3]": a paired pooled difference with its 95 % interval, in points."""
+    if row.get("pooled_diff") is None or row["pooled_diff"] != row["pooled_diff"]:
+        return "–"
+    return (
+        f"{100 * row['pooled_diff']:+.1f} [{100 * row['diff_low']:+.1f}, "
+        f"{100 * row['diff_high']:+.1f}]"
+    )
+
+
 def table_html(header: list[str], rows: list[list[str]], left: int = 1) -> str:
     """rows hold already-escaped HTML cells; the first `left` columns are left-aligned."""
     head = "".join(f'<th class="{"l" if i < left else ""}">{h}</th>' for i, h in enumerate(header))

@@ -17,7 +17,7 @@ from pipeline.report.figures import (
     onthefly_figure,
     training_figure,
 )
-from pipeline.report.html import fmt, table_html
+from pipeline.report.html import fmt, fmt_diff, fmt_interval, table_html
 
 
 def baseline_for(m: dict, metrics: list[dict]) -> dict | None:
@@ -42,9 +42,14 @@ def comparison_section(metrics: list[dict], pairs: pd.DataFrame) -> str:
         return row
 
     def cells(c_war: dict, c_uar: dict) -> list[str]:
+        mcnemar = c_war.get("mcnemar_p")
+        missing = mcnemar is None or mcnemar != mcnemar  # NaN: no video predictions
         return [
+            fmt_diff(c_war),
+            fmt_diff(c_uar),
+            "–" if missing else f"{mcnemar:.3f}",
+            "–" if missing else f"{int(c_war['only_a'])}/{int(c_war['only_b'])}",
             f"{100 * c_war['mean_diff']:+.1f}",
-            f"{100 * c_uar['mean_diff']:+.1f}",
             f"{c_war['better']}/{c_war['equal']}/{c_war['worse']}",
             f"{c_war['wilcoxon_p']:.3f}",
         ]
@@ -65,6 +70,9 @@ def comparison_section(metrics: list[dict], pairs: pd.DataFrame) -> str:
                     "",
                     "",
                     "",
+                    "",
+                    "",
+                    "",
                     "<span class='muted'>no meanpool on this backbone and folds</span>",
                 ]
             )
@@ -79,7 +87,15 @@ def comparison_section(metrics: list[dict], pairs: pd.DataFrame) -> str:
             ]
         )
     n_folds = metrics[0]["n_folds"]
-    header = ["Δ WAR", "Δ UAR", "folds +/=/−", "Wilcoxon p (WAR)"]
+    header = [
+        "Δ WAR [95 %]",
+        "Δ UAR [95 %]",
+        "McNemar p",
+        "videos only a/b",
+        "Δ WAR over folds",
+        "folds +/=/−",
+        "Wilcoxon p",
+    ]
     protocol = metrics[0].get("protocol", "inductive")
     suffix = "" if protocol == "inductive" else f" ({escape(protocol)})"
     if any(m["model"] == BASELINE for m in metrics) and rows:
@@ -197,6 +213,8 @@ def results_table(metrics: list[dict]) -> str:
                 if m[level]["mean"][key] == best[(level, key)]
                 else text
             )
+        ci = m["video"].get("interval") or {}
+        cells += [fmt_interval(ci.get("war")), fmt_interval(ci.get("uar"))]
         rows.append(cells)
     chance = metrics[0]["chance"]
     rows.append(
@@ -209,6 +227,8 @@ def results_table(metrics: list[dict]) -> str:
             fmt(chance["war"]),
             fmt(chance["uar"]),
             "",
+            "",
+            "",
         ]
     )
     header = [
@@ -220,6 +240,8 @@ def results_table(metrics: list[dict]) -> str:
         "video WAR",
         "video UAR",
         "video macro-F1",
+        "video WAR, pooled [95 %]",
+        "video UAR, pooled [95 %]",
     ]
     return table_html(header, rows, left=2)
 
@@ -252,7 +274,10 @@ def results_section(metrics: list[dict]) -> str:
         "<h2>Results</h2>",
         "<p>Subject-independent cross-validation: mean ± std over folds, in %. WAR = accuracy; "
         "UAR = mean per-class recall; best in bold. Chance: WAR of always answering the most "
-        f"frequent class ({fmt(chance['war'])} %), UAR 1/K ({fmt(chance['uar'])} %).</p>",
+        f"frequent class ({fmt(chance['war'])} %), UAR 1/K ({fmt(chance['uar'])} %). "
+        "Pooled [95 %]: the score over every test video of every fold and its 95 % interval, "
+        "from a bootstrap that resamples the test subjects and, within each, their videos: "
+        "rows whose intervals overlap widely are not told apart by this data.</p>",
     ]
     groups = by_protocol(metrics)
     for protocol, group in groups:
