@@ -148,6 +148,18 @@ def problems(config: dict) -> list[str]:
                     f"backbones.{name}.path is {path!r}, not a file: give the local .onnx "
                     "model (downloaded once; nothing is downloaded at run time)"
                 )
+    curve = config.get("curve") or {}
+    if curve.get("subjects") and config.get("task") == "regress":
+        out.append("curve: the accuracy curve is for classify runs; leave curve.subjects null")
+    if curve.get("subjects") and curve.get("models"):
+        pairs = catalog.experiments(config)
+        known = {m for m, _ in pairs} | {f"{m}/{b}" for m, b in pairs}
+        for name in curve["models"]:
+            if name not in known:
+                out.append(
+                    f"curve.models: {name!r} is not a result of this run; name a model or "
+                    f"model/backbone among: {', '.join(sorted(known))}"
+                )
     cv = config["cv"]
     if cv["method"] == "file" and cv.get("file") and not os.path.isfile(cv["file"]):
         out.append(
@@ -189,6 +201,22 @@ def check(config: dict, schema: dict | None = None) -> list[tuple[str, str]]:
     if found:
         raise ConfigError("\n  ".join(["the config has problems:", *found]))
     return catalog.experiments(config)
+
+
+def curve_pairs(config: dict, experiments: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (model, backbone) results that get an accuracy curve: with `curve.subjects` set,
+    those `curve.models` names (a model, or model/backbone; null: all), except results on a
+    backbone trained per fold (its network stands on all of a fold's training subjects)."""
+    curve = config.get("curve") or {}
+    if not curve.get("subjects"):
+        return []
+    wanted = curve.get("models")
+    return [
+        (m, b)
+        for m, b in experiments
+        if (wanted is None or m in wanted or f"{m}/{b}" in wanted)
+        and not any(catalog.backbone_entry(p).per_fold for p in catalog.parts(b))
+    ]
 
 
 def schema_path(basedir: str | os.PathLike) -> Path:

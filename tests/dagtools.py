@@ -26,6 +26,7 @@ TINY = {
         "pixels": {"size": 24},
         "resnet-attention": {"size": 32, "width": 4, "epochs": 2, "frames_per_video": 4},
         "geometry": {},
+        "blendshapes": {},  # MediaPipe's, exported per frame
     },
     "models": {
         "gru": {
@@ -38,9 +39,11 @@ TINY = {
         "c3d": {"epochs": 2, "lr": 0.003, "width": 4, "blocks": 2, "grid": 2},
         "meanpool": {"backbones": ["hog", "pixels"]},
         # the real-data additions: landmark geometry, fused, person-calibrated
-        "statspool": {"backbones": ["geometry", "geometry+hog"]},
+        "statspool": {"backbones": ["geometry", "geometry+hog", "blendshapes+geometry"]},
         "statspool@calibrated": {"backbones": ["geometry"], "normalize": "calibrated"},
     },
+    # accuracy against the number of training people, on one result
+    "curve": {"subjects": [1, 2], "samples": 2, "models": ["statspool/geometry"]},
 }
 
 

@@ -40,7 +40,7 @@ LAYERS = [
     ["pipeline.backbones", "pipeline.features"],
     ["pipeline.models"],
     ["pipeline.train", "pipeline.train_backbone"],
-    ["pipeline.evaluate", "pipeline.regression", "pipeline.intervals"],
+    ["pipeline.evaluate", "pipeline.regression", "pipeline.intervals", "pipeline.curve"],
     ["pipeline.compare", "pipeline.qc", "pipeline.export"],
     ["pipeline.report"],
     ["pipeline.predict", "pipeline.stream", "pipeline.online"],

@@ -128,3 +128,60 @@ def test_benchmarks_are_summed_per_stage(tmp_path):
     assert html.index("demo_data") < html.index("train")
     assert '<td class="l">train</td><td class="">2</td><td class="">22.5</td>' in html
     assert ">900<" in html
+
+
+def with_videos(model, right, n_subjects=4, per_subject=10):
+    """A result whose test videos (per subject, label "a") are right where `right` says."""
+    rows, folds = [], []
+    for s in range(n_subjects):
+        hits = 0
+        for v in range(per_subject):
+            ok = right(s, v)
+            hits += ok
+            rows.append(
+                {
+                    "video_id": f"s{s}v{v}",
+                    "subject": f"s{s}",
+                    "fold": s,
+                    "label": "a",
+                    "pred": "a" if ok else "b",
+                }
+            )
+        folds.append(
+            {"fold": s, "war": hits / per_subject, "uar": hits / per_subject, "n": per_subject}
+        )
+    return {
+        "model": model,
+        "backbone": "hog",
+        "protocol": "inductive",
+        "n_folds": n_subjects,
+        "n_videos": n_subjects * per_subject,
+        "classes": ["a", "b"],
+        "video": {"folds": folds},
+        "predictions": rows,
+    }
+
+
+def test_pairs_are_also_compared_video_by_video_and_read_back_either_way(tmp_path):
+    from scipy.stats import binomtest
+
+    from pipeline.common import read_csv, write_csv_atomic
+
+    better = with_videos("gru", lambda s, v: v < 7)  # 7 of 10 right for everyone
+    worse = with_videos("meanpool", lambda s, v: v < 4 or v == 9)  # 5 of 10
+    pairs = all_pairs([worse, better])
+    row = pairs[pairs.metric == "war"].iloc[0]
+    assert (row.only_a, row.only_b, row.paired_videos) == (4, 12, 40)  # meanpool only: v9
+    assert row.pooled_diff == pytest.approx(-0.2)
+    assert row.diff_low < row.pooled_diff < 0 and row.diff_high <= 0
+    assert row.mcnemar_p == pytest.approx(binomtest(4, 16, 0.5).pvalue)
+    write_csv_atomic(tmp_path / "comparison.csv", pairs)
+    stored = read_csv(tmp_path / "comparison.csv")
+    turned = oriented(stored, better, worse)
+    assert (turned["only_a"], turned["only_b"]) == (12, 4)
+    assert turned["pooled_diff"] == pytest.approx(0.2)
+    assert 0 <= turned["diff_low"] < 0.2 < turned["diff_high"]
+    # results without test-video lists (older metrics files) are compared over folds only
+    plain = result("c3d", [0.5, 0.6, 0.7, 0.6])
+    plain["n_videos"] = 40
+    assert np.isnan(compare(plain, better, videos=None)["mcnemar_p"])

@@ -74,6 +74,12 @@ def test_model_keys_and_defaults_are_the_schemas(schema, name):
         assert same(value, schema_default(block[key], schema)), (name, key)
 
 
+# Keys added after runs existed, given no schema default on purpose: a config that does not set
+# one keeps its rule params, so its trained networks are not trained again (the description
+# says the default).
+UNFILLED = {("fer-finetuned", "refit")}
+
+
 @pytest.mark.parametrize("name", sorted(catalog.BACKBONES))
 def test_backbone_keys_and_defaults_are_the_schemas(schema, name):
     from pipeline.backbones import backbone_settings
@@ -86,6 +92,11 @@ def test_backbone_keys_and_defaults_are_the_schemas(schema, name):
         functions.append(catalog.resolve(entry.train))
     for fn in functions:
         for key, value in defaults_of(fn, skip=("self", "data", "checkpoint")).items():
+            if (name, key) in UNFILLED:
+                assert "default" not in block[key] and f"Default {value}".lower() in (
+                    block[key]["description"].lower()
+                ), (name, key)
+                continue
             assert same(value, schema_default(block[key], schema)), (name, key)
 
 
@@ -139,7 +150,7 @@ def test_unknown_keys_are_found_anywhere_in_the_config(schema):
     problems = configcheck.unknown_keys(config, schema)
     text = "\n".join(problems)
     assert len(problems) == 6, text
-    assert "config: unknown key 'clip'; valid keys: backbones, clips, cv" in text
+    assert "config: unknown key 'clip'; valid keys: backbones, clips, curve, cv" in text
     assert "models: unknown key 'lstm9'; valid keys: c3d, cnn3d_convlstm_spp" in text
     assert "models.gru: unknown key 'hiden'; valid keys: augment, backbones" in text
     assert "models.c3d.augment: unknown key 'flop'; valid keys: brightness, contrast, crop" in text

@@ -62,6 +62,12 @@ def test_export_names_skips_and_takes_backbone_probabilities(tmp_path):
         f.attrs["backbone"], f.attrs["kind"] = "hog", "vectors"
         f.attrs["describe"] = json.dumps({"dim": 2})
         f.create_dataset("v1", data=np.zeros((n, 2), np.float16))
+    with h5py.File(tmp_path / "features" / "bs.h5", "w") as f:  # per-frame columns it exports
+        f.attrs["backbone"], f.attrs["kind"] = "blendshapes", "vectors"
+        columns = ["jawOpen", "mouthSmileLeft", "found"]
+        f.attrs["describe"] = json.dumps({"columns": columns, "export": columns})
+        smile = np.linspace(0, 1, n)
+        f.create_dataset("v1", data=np.stack([smile / 2, smile, np.ones(n)], 1).astype(np.float16))
     videos = tmp_path / "videos.csv"
     pd.DataFrame(
         {"video_id": ["v1", "v2", "v3"], "subject": ["s1", "s2", "s2"], "label": ["a", "b", "a"]}
@@ -72,7 +78,7 @@ def test_export_names_skips_and_takes_backbone_probabilities(tmp_path):
         [str(tmp_path / "aligned.h5")],
         str(videos),
         None,
-        [str(shards), str(tmp_path / "features" / "hog.h5")],
+        [str(shards), str(tmp_path / "features" / "hog.h5"), str(tmp_path / "features" / "bs.h5")],
         [],
         str(out),
     )
@@ -87,7 +93,13 @@ def test_export_names_skips_and_takes_backbone_probabilities(tmp_path):
         "person", "other_persons", "x1", "y1", "x2", "y2", "confidence",
     ]  # fmt: skip
     assert table.person.isna().all()  # no identities in this run
-    assert [c for c in table.columns if ":" in c] == ["fer:p_happy", "fer:p_sad"]
+    assert [c for c in table.columns if ":" in c] == [
+        "blendshapes:jawOpen", "blendshapes:mouthSmileLeft", "blendshapes:found",
+        "fer:p_happy", "fer:p_sad",
+    ]  # fmt: skip
+    smile = table["blendshapes:mouthSmileLeft"]
+    assert smile[face].tolist() == pytest.approx(np.linspace(0, 1, n)[face], abs=1e-3)
+    assert smile[~face].isna().all()
     assert {f"x_{k}" for k in range(5)} | {"y_4", "yaw", "quality"} <= set(table.columns)
     assert table["fer:p_happy"].isna().tolist() == (~face).tolist()
     assert table.loc[0, "fer:p_happy"] == 0.75 and np.isnan(table.loc[2, "x_0"])

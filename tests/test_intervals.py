@@ -99,7 +99,7 @@ def test_paired_comparison_counts_discordant_videos_and_their_exact_p():
     only_a = int(((a.pred == a.label) & (b.pred != b.label)).sum())
     assert (c["only_a"], c["only_b"]) == (only_b, only_a)
     assert c["mcnemar_p"] == pytest.approx(binomtest(only_b, only_a + only_b, 0.5).pvalue)
-    assert c["war_diff"] == pytest.approx(((b.pred == b.label).mean() - (a.pred == a.label).mean()))
+    assert c["war_diff"] == pytest.approx((b.pred == b.label).mean() - (a.pred == a.label).mean())
     assert (only_b, only_a) == (15, 2)
     assert c["war_diff_low"] > 0  # better for every person: the interval leaves out 0
     assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(6, 0) == pytest.approx(2 / 64)

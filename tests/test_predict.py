@@ -24,13 +24,20 @@ def predict(workdir, *args):
 
 
 @pytest.mark.parametrize(
-    "name", ["gru/hog", "c3d/pixels", "statspool/geometry+hog", "statspool@calibrated/geometry"]
+    "name",
+    [
+        "gru/hog",
+        "c3d/pixels",
+        "statspool/geometry+hog",
+        "statspool@calibrated/geometry",
+        "statspool/blendshapes+geometry",
+    ],
 )
 def test_predict_repeats_the_pipeline_for_a_video_of_the_test_fold(run, tmp_path, name):
     """A fold's model on one of its test videos gives that fold's test predictions again:
     decoding, faces, alignment, backbone(s), windows and the person calibration (with the
     subject's other videos given) are repeated exactly."""
-    workdir, _ = run
+    workdir, root = run
     videos = read_csv(workdir / "results/dataset/videos.csv").set_index("video_id")
     folds = read_csv(workdir / "results/folds.csv").set_index("video_id")
     vid = sorted(folds.index)[0]
@@ -54,6 +61,15 @@ def test_predict_repeats_the_pipeline_for_a_video_of_the_test_fold(run, tmp_path
     np.testing.assert_allclose(windows[cols], truth[cols], atol=1e-4)
     frames = read_csv(out / "frames.csv")
     assert len(frames) == int(videos.n_frames[vid])
+    shapes = [c for c in frames.columns if c.startswith("blendshapes:")]
+    assert len(shapes) == (53 if "blendshapes" in name else 0)  # 52 scores and `found`
+    if shapes:  # the DAG's own per-frame table has the same scores
+        from dagtools import snakemake
+
+        if not (workdir / "results/frames/index.csv").exists():
+            assert snakemake(workdir, root, "--cores", "2", "results/frames").returncode == 0
+        table = read_csv(workdir / "results/frames" / f"{vid}.csv")
+        np.testing.assert_allclose(frames[shapes], table[shapes], atol=1e-3, equal_nan=True)
     np.testing.assert_allclose(frames[cols].sum(axis=1), 1.0, atol=1e-5)
     assert frames.time_s.is_monotonic_increasing and set(frames.face) <= {0, 1}
     summary = json.loads((out / "summary.json").read_text())

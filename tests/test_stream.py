@@ -87,7 +87,9 @@ def stream(model: Path, video: Path, workdir: Path) -> tuple[pd.DataFrame, str]:
     return pd.read_csv(io.StringIO(header + lines)), err
 
 
-@pytest.mark.parametrize("which", ["gru/resnet-attention", "cnn_lstm_partial"])
+@pytest.mark.parametrize(
+    "which", ["gru/resnet-attention", "cnn_lstm_partial", "statspool/blendshapes+geometry"]
+)
 def test_a_piped_video_is_predicted_frame_by_frame(run, tmp_path, which):
     import av
 
@@ -111,6 +113,13 @@ def test_a_piped_video_is_predicted_frame_by_frame(run, tmp_path, which):
     classes = [c for c in table.columns if c.startswith("p_")]
     with_pred = table.pred.notna()
     np.testing.assert_allclose(table.loc[with_pred, classes].sum(axis=1), 1.0, atol=1e-3)
+    shapes = [c for c in table.columns if c.startswith("blendshapes:")]
+    assert len(shapes) == (53 if "blendshapes" in which else 0)  # 52 scores and `found`
+    if shapes:  # every frame with a face has its scores, whether predicted yet or not
+        assert table.loc[table.face == 1, shapes].notna().all().all()
+        assert table.loc[table.face == 0, shapes].isna().all().all()
+        scores = table.loc[table.face == 1, shapes[:-1]]
+        assert ((scores >= 0) & (scores <= 1)).all().all()
     faces = table.face.cumsum()  # frames with a face so far: the window's fill
     if which == "cnn_lstm_partial":  # a prediction after every frame from the first face on
         assert with_pred.tolist() == (faces > 0).tolist()

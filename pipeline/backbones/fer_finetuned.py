@@ -73,10 +73,13 @@ def train_fold(
     frames_per_video: int = 24,
     val_subjects: float = 0.25,
     patience: int = 4,
+    refit: bool = False,
     seed: int = 0,
     device: str = "auto",
 ) -> TrainedBackbone:
-    """Fine-tune on one fold's training videos (the per-fold trainer)."""
+    """Fine-tune on one fold's training videos (the per-fold trainer). With `refit`, after the
+    epoch is chosen on the held-out training subjects, the network is fine-tuned again from
+    the FER2013 weights on every training subject for that many epochs."""
     frames, labels, samples = data.frames(frames_per_video)
     x = torch.from_numpy(preprocess(frames))
     y = torch.from_numpy(labels)
@@ -88,6 +91,7 @@ def train_fold(
         weight_decay=weight_decay,
         val_subjects=val_subjects,
         patience=patience,
+        refit=refit,
     )
 
     def build_net():
@@ -110,6 +114,9 @@ def train_fold(
         "start_weights": path.name,
         "start_weights_digest": file_digest(path),
     }
+    if refit:  # recorded only when on: checkpoints of runs without it keep their bytes
+        params["refit"] = True
+        meta["refit"] = fitted.refit
     held = sorted(map(str, samples.subject[fitted.held].unique()))
     return TrainedBackbone(fitted.model, fitted.history, meta, held)
 

@@ -32,6 +32,7 @@ from pipeline.report.results import (
     by_protocol,
     comparison_section,
     confusion_section,
+    curve_section,
     results_section,
     zoo_section,
 )
@@ -53,9 +54,10 @@ def render(
     montage_dirs: list[str] = (),
     targets: pd.DataFrame | None = None,
     audit: pd.DataFrame | None = None,
+    curves: list[dict] = (),
 ) -> str:
     """The whole page, from already-computed inputs (`targets`: a regress run's
-    qc/targets.csv; `audit`: qc/audit.csv)."""
+    qc/targets.csv; `audit`: qc/audit.csv; `curves`: curves/*.json)."""
     data = "\n".join([audit_section(audit), dataset_section(videos, folds, skipped, index)])
     if metrics[0].get("task") == "regress":
         return page(regress_body(metrics, pairs, targets, config, montage_dirs, data, faces,
@@ -79,6 +81,7 @@ def render(
             banner,
             results_section(metrics),
             *(comparison_section(group, pairs) for _, group in protocols),
+            curve_section(list(curves), metrics),
             confusion_section(metrics),
             zoo_section(metrics),
             data,

@@ -28,6 +28,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--index", nargs="*", default=[], help="features/*/index.csv")
     ap.add_argument("--montages", nargs="*", default=[], help="montage folders of frontalize")
     ap.add_argument("--targets", nargs="*", default=[], help="qc/targets.csv (task regress)")
+    ap.add_argument("--curves", nargs="*", default=[], help="curves/*.json (curve.subjects)")
     ap.add_argument("--config", default="{}", help="the whole config as JSON, shown in the report")
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
@@ -55,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config=parse_params(args.config),
         montage_dirs=args.montages,
         targets=read_csv(args.targets[0]) if args.targets else None,
+        curves=[read_json(p) for p in args.curves],
     )
     write_text_atomic(args.out, html)
     log.info("wrote %s (%d bytes)", args.out, len(html))

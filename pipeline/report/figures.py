@@ -119,3 +119,30 @@ def folds_figure(metrics: list[dict]) -> str:
         ]
         ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return png(fig, alt="video WAR of every fold per model and backbone")
+
+
+def people_figure(curves: list[dict], chance: float) -> str:
+    """Video WAR (pooled, with its 95 % interval) against the number of training subjects."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, c in enumerate(curves):
+        n = np.array([p["n_subjects"] for p in c["points"]], float)
+        war = 100 * np.array(
+            [[p["war"][key] for key in ("pooled", "low", "high")] for p in c["points"]]
+        )
+        dx = (k - (len(curves) - 1) / 2) * 0.06
+        style = "--" if c["model"] == BASELINE else "-"
+        label = f"{c['model']} / {c['backbone']} ({c['protocol']})"
+        spread = [war[:, 0] - war[:, 1], war[:, 2] - war[:, 0]]
+        ax.errorbar(
+            n + dx, war[:, 0], yerr=spread, fmt=style, marker="o", ms=4, capsize=3, label=label
+        )
+    ax.axhline(100 * chance, color="grey", lw=1, ls=":", label="chance")
+    sizes = sorted({p["n_subjects"] for c in curves for p in c["points"]})
+    ax.set_xticks(sizes)
+    ax.set_xlabel("training subjects")
+    ax.set_ylabel("video WAR (%), 95 % interval")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return png(fig, alt="video WAR against the number of training subjects")

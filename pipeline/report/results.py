@@ -15,6 +15,7 @@ from pipeline.report.figures import (
     confusion_figure,
     folds_figure,
     onthefly_figure,
+    people_figure,
     training_figure,
 )
 from pipeline.report.html import fmt, fmt_diff, fmt_interval, table_html
@@ -129,6 +130,50 @@ def comparison_section(metrics: list[dict], pairs: pd.DataFrame) -> str:
             table_html(["model", "backbone", "WAR", *header], rows, left=2),
         ]
     return "\n".join(html)
+
+
+def curve_section(curves: list[dict], metrics: list[dict]) -> str:
+    """Video WAR against the number of training subjects (curves/*.json), with intervals."""
+    if not curves:
+        return ""
+    sizes = sorted({p["n_subjects"] for c in curves for p in c["points"]})
+    rows = []
+    for c in curves:
+        by_n = {p["n_subjects"]: p for p in c["points"]}
+        rows.append(
+            [escape(c["model"]), escape(c["backbone"]), escape(c["protocol"])]
+            + [
+                f"{fmt_interval(by_n[n]['war'])} <span class='muted'>({by_n[n]['subsets']})</span>"
+                if n in by_n
+                else "–"
+                for n in sizes
+            ]
+        )
+    left_out = sorted(
+        {f"{m['model']} / {m['backbone']}" for m in metrics}
+        - {f"{c['model']} / {c['backbone']}" for c in curves}
+    )
+    note = (
+        f" Left out: {escape(', '.join(left_out))} (a backbone trained per fold stands on all "
+        "of a fold's training subjects, so a subset's model would not)."
+        if left_out
+        else ""
+    )
+    return "\n".join(
+        [
+            "<h2>Accuracy against the number of training people</h2>",
+            "<p>Each result trained again, fold by fold, on subsets of that fold's training "
+            "subjects (every subset, or a seeded random sample of them; their number in "
+            "brackets) and tested on the same test videos: video WAR pooled over every test "
+            "video, fold and subset, in %, with its 95 % interval (bootstrap over the test "
+            "subjects and their videos). A curve still rising at the right says more people "
+            f"would help.{note}</p>",
+            f"<figure>{people_figure(curves, metrics[0]['chance']['war'])}</figure>",
+            table_html(
+                ["model", "backbone", "protocol", *(f"{n} subject(s)" for n in sizes)], rows, left=3
+            ),
+        ]
+    )
 
 
 def zoo_section(metrics: list[dict]) -> str:

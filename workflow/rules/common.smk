@@ -293,6 +293,24 @@ def get_metrics():
     return [f"results/metrics/{m}_{b}.json" for m, b in EXPERIMENTS]
 
 
+# With curve.subjects: results retrained on subsets of each fold's training subjects (those
+# curve.models names); not on a backbone trained per fold (pipeline.curve).
+CURVES = configcheck.curve_pairs(config, EXPERIMENTS)
+
+
+def get_curve_features(wildcards):
+    """Every fold's features of a (possibly fused) backbone none of whose parts is per fold."""
+    return [
+        path
+        for part in catalog.parts(wildcards.backbone)
+        for path in part_features(part, fold_ids())
+    ]
+
+
+def get_curves():
+    return [f"results/curves/{m}_{b}.json" for m, b in CURVES]
+
+
 def get_indexes():
     return expand(
         "results/features/{backbone}/index.csv", backbone=list(config["backbones"])
@@ -335,6 +353,8 @@ def get_benchmarks(wildcards):
         files.append(
             expand(rules.evaluate.benchmark, model=model, backbone=backbone)[0]
         )
+    for model, backbone in CURVES:
+        files += expand(rules.curve.benchmark, model=model, backbone=backbone)
     files += [
         rules.compare.benchmark,
         rules.qc_faces.benchmark,

@@ -90,6 +90,7 @@ rule report:
         index=get_indexes(),
         montages=expand("results/qc/montages/shard-{shard}", shard=SHARDS),
         extras=get_report_extras,
+        curves=get_curves(),
     output:
         report="results/report.html",
     log:
@@ -108,5 +109,6 @@ rule report:
         "--folds {input.folds:q} --skipped {input.skipped:q} "
         "--comparison {input.comparison:q} --faces {input.faces:q} "
         "--runtime {input.runtime:q} --index {input.index:q} --montages {input.montages:q} "
-        "--targets {input.extras:q} --config {params.config:q} --out {output.report:q} "
+        "--targets {input.extras:q} --curves {input.curves:q} --config {params.config:q} "
+        "--out {output.report:q} "
         "> {log:q} 2>&1"
