@@ -218,7 +218,7 @@ def main(argv=None) -> None:
             f"{100 * d['war_diff_high']:+.0f}], p {d['mcnemar_p']:.2f}"
         )
 
-    header = " | ".join(PROTOCOLS)
+    header = " | ".join("inductive" if p == "none" else p for p in PROTOCOLS)
     print(f"| variant | {header} |\n|---|" + "---|" * len(PROTOCOLS))
     reference = {}
     for name, x in rows:

@@ -252,8 +252,9 @@ def test_the_demo_config_and_presets_have_no_problems(root, tmp_path, monkeypatc
     configcheck.drop_disabled(real)
     assert catalog.experiments(real) == [
         ("meanpool", "fer-minixception"),
-        ("statspool", "geometry+fer-finetuned"),
-        ("statspool@calibrated", "geometry+fer-finetuned"),
+        ("meanpool@calibrated", "fer-minixception"),
+        ("statspool", "blendshapes@upper+geometry+fer-minixception"),
+        ("statspool@calibrated", "blendshapes@upper+geometry+fer-minixception"),
     ]
     config = validated(root)
     monkeypatch.chdir(tmp_path)

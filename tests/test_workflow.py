@@ -78,15 +78,20 @@ def test_report_has_every_section_and_the_comparison_file(run):
     runtime = read_csv(workdir / "results/qc/runtime.csv").set_index("stage").jobs.to_dict()
     n_metrics = len(list((workdir / "results/metrics").glob("*.json")))
     assert runtime["train"] == 2 * n_metrics and runtime["evaluate"] == n_metrics
-    # hog, pixels, geometry × 2 shards; resnet-attention × 2 folds × 2 shards
-    assert runtime["train_backbone"] == 2 and runtime["extract_features"] == 3 * 2 + 2 * 2
+    # hog, pixels, geometry, blendshapes × 2 shards; resnet-attention × 2 folds × 2 shards
+    assert runtime["train_backbone"] == 2 and runtime["extract_features"] == 4 * 2 + 2 * 2
+    assert runtime["curve"] == 1  # statspool/geometry (curve.models)
+    assert "<h2>Accuracy against the number of training people</h2>" in html
+    curve = json.loads((workdir / "results/curves/statspool_geometry.json").read_text())
+    assert [p["n_subjects"] for p in curve["points"]] == [1, 2]  # 2 training subjects a fold
+    assert "95 %" in html and "McNemar" in html
     assert runtime["detect_faces"] == 2 and runtime["qc_skipped"] == 1 and "report" not in runtime
     pairs = read_csv(workdir / "results/comparison.csv")
     protocols = [
         json.loads(p.read_text())["protocol"] for p in (workdir / "results/metrics").glob("*.json")
     ]
     groups = [protocols.count(p) for p in set(protocols)]  # pairs only within a protocol
-    assert sorted(groups) == [1, 7]
+    assert sorted(groups) == [1, 8]
     expected = sum(2 * n * (n - 1) // 2 for n in groups)
     assert len(pairs) == expected and pairs.wilcoxon_p.between(0, 1).all()
 
@@ -135,7 +140,7 @@ def test_report_shows_both_models_with_chance_and_confusion_matrices(run):
         assert f'alt="{m["model"]} / {m["backbone"]} (video level)"' in html
     assert "chance" in html and fmt(1 / 6) in html
     n_results = len(list((workdir / "results/metrics").glob("*.json")))
-    assert n_results == 8  # gru × 2, c3d, meanpool × 2, statspool × 2, statspool@calibrated
+    assert n_results == 9  # gru × 2, c3d, meanpool × 2, statspool × 3, statspool@calibrated
     assert html.count('(video level)"') == n_results == html.count('(clip level)"')
     n_videos = len(read_csv(workdir / "results/dataset/videos.csv"))
     assert "Aligned faces" in html and html.count("<figure><img alt='") == min(12, n_videos)
@@ -347,12 +352,15 @@ def test_forcerun_extract_features_reruns_features_and_what_depends_on_them(run)
     assert dry.returncode == 0, dry.stderr
     counts = job_counts(dry.stdout + dry.stderr)
     assert counts == {
-        "extract_features": 6,  # hog, pixels, geometry × 2 shards (resnet-attention: per fold)
-        "feature_index": 3,
+        # hog, pixels, geometry, blendshapes × 2 shards (resnet-attention: per fold)
+        "extract_features": 8,
+        "feature_index": 4,
         # gru/hog, c3d/pixels, meanpool/hog, meanpool/pixels, statspool/geometry,
-        # statspool/geometry+hog, statspool@calibrated/geometry × 2 folds
-        "train": 14,
-        "evaluate": 7,
+        # statspool/geometry+hog, statspool/blendshapes+geometry,
+        # statspool@calibrated/geometry × 2 folds
+        "train": 16,
+        "evaluate": 8,
+        "curve": 1,  # statspool/geometry's accuracy against the number of training people
         "compare": 1,
         "runtime": 1,
         "report": 1,

@@ -1,6 +1,6 @@
 """Should MediaPipe's own face detection serve as a face stage? Speed and agreement at equal CPU.
 
-    .venv/bin/python bench/mediapipe.py --dir ../shared/data/j-dev/videos --limit 10
+    .venv/bin/python bench/mediapipe_stage.py --dir ../shared/data/j-dev/videos --limit 10
 
 Every side runs in this one process, pinned to one core (`os.sched_setaffinity`), torch and
 OpenCV at one thread, over the same videos, each decoded by the side itself; the sides are
