@@ -44,7 +44,6 @@ from pipeline.augment import augmenter
 from pipeline.common import (
     ConfigError,
     parse_params,
-    read_csv,
     resolve_device,
     run_main,
     set_threads,
@@ -55,9 +54,9 @@ from pipeline.common import (
 from pipeline.engine import predict, train_selected
 from pipeline.evaluate import PROTOCOL
 from pipeline.intervals import interval
-from pipeline.models import build_model, split_params
+from pipeline.models import build_model
 from pipeline.splits import split
-from pipeline.store import open_reader
+from pipeline.train import stage_inputs
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sizes = sorted({int(n) for n in settings.get("subjects") or []})
     samples, curve_seed = int(settings.get("samples", 4)), int(settings.get("seed", 0))
     device = resolve_device(args.device)
-    params = parse_params(args.params)
-    training, _ = split_params(args.model, params)
-    folds = read_csv(args.folds)
-    classes = sorted(folds.label.unique())
+    params, training, folds, classes, clips, reader = stage_inputs(args)
     to_index = {c: i for i, c in enumerate(classes)}
-    clips = read_csv(args.clips)
-    videos = clips[clips.video_id.isin(folds.video_id)].drop_duplicates("video_id")
-    reader = open_reader(
-        args.features, args.normalize, dict(zip(videos.video_id, videos.subject, strict=True))
-    )
     augment = augmenter(catalog.lookup(catalog.MODELS, args.model, "model").kind, training.augment)
     rows = []
     for fold in sorted(int(f) for f in folds.fold.unique() if int(f) >= 0):

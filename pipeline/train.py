@@ -132,25 +132,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def stage_inputs(args: argparse.Namespace) -> tuple:
+    """What a stage that trains a model on clips reads first (this one, and `pipeline.curve`):
+    the model's settings and training settings, folds.csv, the classes, clips.csv, and a
+    reader of the features, person-calibrated as `args.normalize` says."""
+    params = parse_params(args.params)
+    training, _ = split_params(args.model, params)
+    folds = read_csv(args.folds)
+    classes = sorted(folds.label.unique())
+    clips = read_csv(args.clips)
+    videos = clips[clips.video_id.isin(folds.video_id)].drop_duplicates("video_id")
+    subject_of = dict(zip(videos.video_id, videos.subject, strict=True))
+    reader = open_reader(args.features, args.normalize, subject_of)
+    return params, training, folds, classes, clips, reader
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     set_threads(args.threads)
     seed = args.seed + args.fold
     device = resolve_device(args.device)
-    params = parse_params(args.params)
-    training, _ = split_params(args.model, params)
-    folds = read_csv(args.folds)
-    classes = sorted(folds.label.unique())
+    params, training, folds, classes, clips, reader = stage_inputs(args)
     to_index = {c: i for i, c in enumerate(classes)}
-    clips = read_csv(args.clips)
     train, test = split(clips, folds, args.fold)
-    videos = clips[clips.video_id.isin(folds.video_id)].drop_duplicates("video_id")
-    reader = open_reader(
-        args.features,
-        args.normalize,
-        dict(zip(videos.video_id, videos.subject, strict=True)),
-    )
     x = torch.from_numpy(reader.clips(train, args.clip_length))
     y = torch.tensor([to_index[c] for c in train.label])
     x_test = torch.from_numpy(reader.clips(test, args.clip_length))
