@@ -1,11 +1,12 @@
 # `make report`: a fresh clone to results/report.html. `make test`: what CI runs.
+# `make test-fast`: the loop while editing (no DAG run, no browser, no SLURM; under 3 minutes).
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc 2>/dev/null || echo 2)  # one job per core: faster than oversubscribing
 PYTHON ?= python3
 
-.PHONY: report test lint format clean
+.PHONY: report test test-fast lint format clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

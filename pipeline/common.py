@@ -37,6 +37,14 @@ class ConfigError(PipelineError):
     """A configuration value is wrong."""
 
 
+class DataError(PipelineError):
+    """The data cannot give what the run asks of it (a fold without a labelled frame, …)."""
+
+
+class TrainingError(PipelineError):
+    """Training could not produce a model (the validation loss was never finite, …)."""
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Log to stderr (Snakemake redirects it to the rule's log file)."""
     logging.basicConfig(

@@ -95,7 +95,7 @@ def unknown_keys(config: dict, schema: dict) -> list[str]:
     return problems
 
 
-def check_keys(config: dict, schema: dict) -> None:
+def refuse_unknown_keys(config: dict, schema: dict) -> None:
     """ConfigError listing every unknown key (see `unknown_keys`)."""
     problems = unknown_keys(config, schema)
     if problems:

@@ -142,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             drawn = subsets(people, n, samples, curve_seed + 1000 * fold + n)
             for sample, chosen in enumerate(drawn):
                 mine = train.subject.astype(str).isin(chosen).to_numpy()
+                who = ";".join(chosen)
                 part = train[mine].reset_index(drop=True)
                 y = torch.tensor([to_index[c] for c in part.label])
 
@@ -150,12 +151,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
                 x = x_all[torch.from_numpy(mine.copy())]
                 seed = args.seed + fold
-                fitted = train_selected(build, x, y, part, training, seed, device, augment)
+                label = f"{args.model}, fold {fold}, {n} training people ({who})"
+                fitted = train_selected(
+                    build, x, y, part, training, seed, device, augment, label=label
+                )
                 probs = pd.DataFrame(predict(fitted.model, x_test, device), columns=classes)
                 probs["video_id"] = test.video_id.to_numpy()
                 video = probs.groupby("video_id", sort=True)[classes].mean()
                 about = test.drop_duplicates("video_id").set_index("video_id").loc[video.index]
-                who = ";".join(chosen)
                 for vid, p in zip(video.index, video.to_numpy(), strict=True):
                     pred = classes[int(p.argmax())]
                     subject, label = str(about.subject[vid]), about.label[vid]

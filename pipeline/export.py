@@ -42,6 +42,7 @@ listed with that stage's reason, not left out.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -70,7 +71,6 @@ def _open_all(paths: Sequence[str], stack: ExitStack) -> dict[str, h5py.Group]:
 
 
 def _skipped(paths: Sequence[str]) -> dict[str, str]:
-    import json
 
     out = {}
     for path in paths:
@@ -116,7 +116,6 @@ def probability_sources(files: Sequence[str], stack: ExitStack) -> list[Probabil
     """The backbones among `files` (features/<backbone>/[fold<k>/]shard-*.h5) that give
     per-frame columns (`carried`), each with its files grouped by fold (None: shared by every
     fold)."""
-    import json
 
     by_name: dict[str, dict] = {}
     about: dict[str, dict] = {}

@@ -12,6 +12,7 @@ feature files (the `feature_index` rule).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -25,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.common import ConfigError, atomic_path, digest
+from pipeline.common import ConfigError, DataError, atomic_path, digest
 
 log = logging.getLogger(__name__)
 
@@ -117,20 +118,6 @@ def read_skipped(path: str | os.PathLike) -> dict[str, str]:
         return json.loads(f.attrs.get("skipped", "{}"))
 
 
-def video_ids(path: str | os.PathLike) -> list[str]:
-    with h5py.File(path, "r") as f:
-        return list(f.keys())
-
-
-def find_video(paths: list[str | Path], video_id: str) -> Path:
-    """The shard file among `paths` that holds `video_id`."""
-    for path in paths:
-        with h5py.File(path, "r") as f:
-            if video_id in f:
-                return Path(path)
-    raise KeyError(f"video {video_id!r} is in none of {len(paths)} shard files")
-
-
 def index_table(paths: list[str | Path]):
     """One row per video dataset of feature files: where it is and what it holds (pandas)."""
     import pandas as pd
@@ -159,21 +146,6 @@ def index_table(paths: list[str | Path]):
 def frame_chunks(shape: tuple[int, ...], frames: int = 16) -> tuple[int, ...]:
     """Chunk shape for a (T, ...) array: `frames` frames per chunk (one clip read ≈ 1–2 chunks)."""
     return (max(1, min(frames, shape[0])), *shape[1:])
-
-
-def write_frames(group: h5py.Group, name: str, array: np.ndarray, **attrs) -> h5py.Dataset:
-    """Store a (T, ...) array chunked along time and compressed."""
-    ds = group.create_dataset(
-        name,
-        data=array,
-        chunks=frame_chunks(array.shape),
-        compression="gzip",
-        compression_opts=4,
-        shuffle=True,
-    )
-    for key, value in attrs.items():
-        ds.attrs[key] = value
-    return ds
 
 
 class Clips:
@@ -249,9 +221,14 @@ class FusedReader(Clips):
     def video(self, video_id: str) -> np.ndarray:
         parts = [np.asarray(r.video(video_id)[:]) for r in self.readers]
         if len({len(p) for p in parts}) != 1:
-            raise ValueError(
-                f"video {video_id!r}: the fused backbones have different frame counts "
-                f"{[len(p) for p in parts]}; re-extract their features from the same aligned faces"
+            counts = ", ".join(
+                f"{len(p)} in {Path(r.paths[0]).parent}"
+                for p, r in zip(parts, self.readers, strict=True)
+            )
+            raise DataError(
+                f"video {video_id!r}: the fused backbones have different frame counts ({counts}); "
+                "their features were extracted from different aligned faces. Rebuild them from "
+                "the same ones: delete those feature folders and run the DAG again"
             )
         return np.concatenate(parts, axis=-1)
 
@@ -380,7 +357,6 @@ def pad_clip(frames: np.ndarray, length: int) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-    import argparse
 
     from pipeline.common import setup_logging, write_csv_atomic
 

@@ -46,9 +46,10 @@ from pipeline.common import (
     run_main,
     set_threads,
     setup_logging,
+    versions,
     write_csv_atomic,
 )
-from pipeline.engine import predict, train_selected, versions
+from pipeline.engine import predict, train_selected
 from pipeline.models import build_model, split_params
 from pipeline.splits import split
 from pipeline.store import open_reader, pad_clip
@@ -174,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     takes = catalog.lookup(catalog.MODELS, args.model, "model").kind
     augment = augmenter(takes, training.augment)
-    fitted = train_selected(build, x, y, train, training, seed, device, augment)
+    label = f"{args.model} on {args.backbone}, fold {args.fold}"
+    fitted = train_selected(build, x, y, train, training, seed, device, augment, label=label)
     model, history, held = fitted.model, fitted.history, fitted.held
     probs = predict(model, x_test, device)
     rows, seen_probs = onthefly(model, reader, test, probs, args.clip_length, device)
@@ -205,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "val_subjects": sorted(map(str, train.subject[held].unique())),
         "refit": fitted.refit,
         "best_epoch": fitted.best_epoch,
-        "epochs_run": int(history.epoch[history.phase == "fit"].max()),
+        "epochs_run": fitted.epochs_run,
         "versions": versions(),
     }
     with atomic_path(args.out_weights) as tmp:

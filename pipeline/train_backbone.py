@@ -30,9 +30,9 @@ from pipeline.common import (
     run_main,
     set_threads,
     setup_logging,
+    versions,
     write_csv_atomic,
 )
-from pipeline.engine import versions
 from pipeline.splits import split
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ frames. Probing and decoding take the same options, so frame indices agree acros
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import re
 import threading
@@ -87,7 +88,6 @@ class Fingerprint:
     EVERY = 8
 
     def __init__(self) -> None:
-        import hashlib
 
         self._hash = hashlib.blake2b(digest_size=16)
 

@@ -11,6 +11,19 @@ sys.path.insert(0, str(ROOT / "tests"))  # dagtools
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# `make test-fast` runs `pytest -m "not slow"`: no DAG run, no browser, no SLURM. A test is
+# slow when it needs one of these fixtures (each runs the DAG or a whole project copy), lives
+# in one of these files, or is marked by hand.
+SLOW_FIXTURES = {"run", "regress_run", "corpus_run", "demo_root", "project", "placeholders"}
+SLOW_FILES = {"test_browser.py", "test_slurm.py"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames) or item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

@@ -22,6 +22,7 @@ PACKAGE = ROOT / "pipeline"
 LAYERS = [
     ["pipeline.common"],
     ["pipeline.catalog", "pipeline.video", "pipeline.store", "pipeline.continuous"],
+    ["pipeline.settings"],
     ["pipeline.configcheck", "pipeline.datasets"],
     [
         "pipeline.landmarks",
@@ -36,9 +37,9 @@ LAYERS = [
     ["pipeline.headpose", "pipeline.frontalize"],
     ["pipeline.clips", "pipeline.targets"],
     ["pipeline.folds"],
-    ["pipeline.splits", "pipeline.augment", "pipeline.engine"],
-    ["pipeline.backbones", "pipeline.features"],
     ["pipeline.models"],
+    ["pipeline.splits", "pipeline.augment", "pipeline.objectives", "pipeline.engine"],
+    ["pipeline.backbones", "pipeline.features"],
     ["pipeline.train", "pipeline.train_backbone"],
     ["pipeline.evaluate", "pipeline.regression", "pipeline.intervals", "pipeline.curve"],
     ["pipeline.compare", "pipeline.qc", "pipeline.export"],
@@ -133,6 +134,20 @@ def test_lower_stages_never_import_training_evaluation_report_or_predict():
                 for line, target in imports(path)
                 if layer_of(target) in HIGHER
             ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_models_are_free_of_training():
+    """Models are architectures: the engine trains them, they never import it (or the stages
+    that train, or the objectives)."""
+    training = {"pipeline.engine", "pipeline.objectives", "pipeline.splits", "pipeline.train"}
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {target}"
+        for path in SOURCES
+        if layer_of(module_name(path)) == "pipeline.models"
+        for line, target in imports(path)
+        if layer_of(target) in training
+    ]
     assert not wrong, "\n".join(wrong)
 
 

@@ -211,6 +211,51 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     assert restored == pytest.approx(best.val_loss.iloc[0], rel=1e-5)
 
 
+@pytest.mark.parametrize("task", ["classify", "regress"])
+def test_a_validation_loss_that_is_never_finite_stops_with_the_model_fold_and_epochs(task):
+    from pipeline.common import TrainingError
+    from pipeline.engine import train_selected
+    from pipeline.objectives import Regression
+
+    x = clips(40, (8, 6), seed=1)
+    samples = pd.DataFrame(
+        {"video_id": [f"v{i}" for i in range(40)], "subject": np.arange(40) % 5, "label": "a"}
+    )
+    samples.loc[::2, "label"] = "b"
+    if task == "classify":
+        y, objective = torch.tensor((samples.label == "b").to_numpy().astype(int)), None
+    else:
+        y, objective = torch.randn(40, 8, 1), Regression("mse", ["valence"], where="gru, fold 2")
+    settings = Training(epochs=4, patience=2, val_subjects=0.2)
+    held = inner_split(samples, 0.2, 0)
+    x[torch.from_numpy(held)] = float("nan")  # the validation subject's features are damaged
+
+    def build():
+        return build_model("gru", 2 if task == "classify" else 1, (8, 6), {}, task=task)
+
+    with pytest.raises(TrainingError) as err:
+        train_selected(
+            build, x, y, samples, settings, 0, "cpu", objective=objective, label="gru, fold 2"
+        )
+    message = str(err.value)
+    assert "gru, fold 2" in message and "not finite at any epoch (1 to 2" in message
+    assert "lr" in message and "NaN" in message
+
+
+def test_regression_targets_are_standardised_on_the_fitted_frames_only():
+    from pipeline.common import DataError
+    from pipeline.objectives import Regression
+
+    y = torch.tensor([[[1.0], [3.0]], [[5.0], [float("nan")]], [[100.0], [200.0]]])
+    held = np.array([False, False, True])
+    objective = Regression("mse", ["arousal"])
+    z = objective.prepare(y, held)
+    assert objective.mean[0] == pytest.approx(3.0) and torch.isnan(z[1, 1, 0])
+    np.testing.assert_allclose(objective.restore(z.numpy())[2], [[100.0], [200.0]], rtol=1e-5)
+    with pytest.raises(DataError, match="fold 1: no training clip has a labelled frame of arousal"):
+        Regression("mse", ["arousal"], where="fold 1").prepare(y[1:2, 1:], np.array([False]))
+
+
 def test_augmentation_flip_alone_mirrors_exactly():
     x = (torch.rand(6, 4, 8, 10, 1) * 255).to(torch.uint8)
     settings = {**AUGMENT, "crop": 0, "brightness": 0, "contrast": 0, "speed": 0}

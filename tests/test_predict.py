@@ -246,6 +246,29 @@ def test_batch_records_failures_goes_on_and_resumes(run, tmp_path):
         torch.set_num_threads(1)
 
 
+def test_a_batch_reference_photo_leaves_the_callers_predictor_as_it_was(run, tmp_path):
+    import cv2
+
+    from pipeline import predict
+    from pipeline.predict.predictor import Predictor
+
+    workdir, _ = run
+    predictor = Predictor(str(workdir / "results/models/meanpool/hog"), "cpu", 1)
+    video, photo = tmp_path / "room.mp4", tmp_path / "person.png"
+    write_video(video, np.full((6, 120, 160, 3), 90, np.uint8))
+    cv2.imwrite(str(photo), np.full((120, 120, 3), 90, np.uint8))
+    table = predict.run_batch(
+        [str(video)],
+        "",
+        str(tmp_path / "out"),
+        progress=False,
+        predictor=predictor,
+        reference=str(photo),
+    )
+    assert list(table.status) == ["failed"]  # no face in the photo or the video
+    assert predictor.reference is None
+
+
 def test_batch_from_a_sheet_on_the_command_line(run, tmp_path):
     workdir, _ = run
     videos = sorted((workdir / "data/demo/videos").glob("*.mp4"))[:2]

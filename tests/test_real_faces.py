@@ -156,7 +156,9 @@ def test_a_fused_backbone_reads_features_side_by_side(tmp_path):
     table = pd.DataFrame({"video_id": ["v"], "start": [4], "stop": [20]})
     assert reader.clips(table, 16).shape == (1, 16, 5)
     short = feature_file(tmp_path / "c.h5", "pixels", {"v": np.ones((19, 1))})
-    with pytest.raises(ValueError, match="different frame counts"):
+    from pipeline.common import DataError
+
+    with pytest.raises(DataError, match=r"different frame counts \(20 in .*, 19 in .*\).*delete"):
         open_reader([a, short]).video("v")
 
 

@@ -43,7 +43,7 @@ def regress_run(tmp_path_factory):
 
 
 def test_the_masked_losses_ignore_unlabelled_frames():
-    from pipeline.regression.train import masked_loss
+    from pipeline.objectives import masked_loss
 
     y = torch.tensor([[[0.0], [1.0], [float("nan")]], [[2.0], [float("nan")], [4.0]]])
     p = torch.tensor([[[1.0], [1.0], [100.0]], [[2.0], [-50.0], [2.0]]])
@@ -75,11 +75,13 @@ def test_models_that_regress_give_an_output_per_frame(name):
     from pipeline.models import build_model
 
     model = build_model(name, 2, (12, 5), {}, task="regress")
-    assert model.regression
+    assert model.task == "regress"
     x = torch.randn(3, 12, 5)
-    assert model.per_frame(x).shape == (3, 12, 2)
-    loss = model.regression_objective(x, torch.randn(3, 12, 2), lambda p, y: ((p - y) ** 2).mean())
-    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert model(x).shape == (3, 12, 2)
+    loss, out = model.objective(x, torch.randn(3, 12, 2), lambda p, y: ((p - y) ** 2).mean())
+    assert loss.ndim == 0 and torch.isfinite(loss) and out.shape == (3, 12, 2)
+    if name != "ridge":  # the same model built to classify gives one output per clip
+        assert build_model(name, 2, (12, 5), {})(x).shape == (3, 2)
 
 
 def test_a_model_that_cannot_regress_is_refused_by_name():
@@ -102,9 +104,9 @@ def test_the_ridge_baseline_chooses_its_penalty_on_held_out_clips():
     y[::7, :4] = float("nan")  # partly unlabelled clips still count by their labelled frames
     model = build_model("ridge", 1, (8, 4), {"alphas": [0.01, 1000.0]}, task="regress")
     model.fit_normalization(x[:40])
-    row = model.fit_regression(x[:40], y[:40], x[40:], y[40:])
+    row = model.fit_closed_form(x[:40], y[:40], None, x[40:], y[40:])
     assert row["alpha"] == 0.01 and row["val_loss"] < 0.01
-    pred = model.per_frame(x[40:]).detach()
+    pred = model(x[40:]).detach()
     known = torch.isfinite(y[40:])
     assert ccc(y[40:][known].numpy(), pred[known].numpy()) > 0.99
 

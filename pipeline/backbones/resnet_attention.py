@@ -27,7 +27,9 @@ from torch import nn
 from pipeline.augment import mirror_frames
 from pipeline.backbones import FoldFrames, TorchBackbone, TrainedBackbone
 from pipeline.common import file_digest, resolve_device
-from pipeline.engine import Trainable, Training, train_selected
+from pipeline.engine import train_selected
+from pipeline.models.base import Trainable
+from pipeline.settings import Training
 
 ARCH_KEYS = ("size", "width", "blocks", "reduction")
 
@@ -131,7 +133,15 @@ def train_fold(
         )
 
     fitted = train_selected(
-        build, x, y, samples, settings, seed + data.fold, resolve_device(device), mirror_frames
+        build,
+        x,
+        y,
+        samples,
+        settings,
+        seed + data.fold,
+        resolve_device(device),
+        mirror_frames,
+        label=f"resnet-attention, fold {data.fold}",
     )
     arch = {"size": size, "width": width, "blocks": blocks, "reduction": reduction}
     training = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -385,7 +386,6 @@ def generate(out_dir: str | Path, params: dict, workers: int = 1) -> pd.DataFram
 
     Every video has its own seed, so the output does not depend on `workers`.
     """
-    from concurrent.futures import ProcessPoolExecutor
 
     p = {**DEFAULTS, **params}
     if p["subjects"] < 2:

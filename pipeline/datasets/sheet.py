@@ -33,9 +33,11 @@ import csv
 import hashlib
 import io
 import logging
+import multiprocessing as mp
 import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -310,9 +312,6 @@ def probe_videos(
     records = sheet.to_dict("records")
     tasks = [(rec["path"], folder_fps, target_fps) for rec in records]
     if jobs > 1 and len(tasks) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(min(jobs, len(tasks)), mp.get_context("spawn")) as pool:
             results = list(pool.map(_probe, tasks, chunksize=max(1, len(tasks) // (8 * jobs))))
     else:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pipeline.catalog import PIXELS
-from pipeline.models import TemporalModel
+from pipeline.models.base import TemporalModel
 
 
 def block(c_in: int, c_out: int, pool: tuple[int, int, int]) -> nn.Sequential:
@@ -38,12 +38,13 @@ class C3D(TemporalModel):
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        task: str = "classify",
         width: int = 16,
         blocks: int = 3,
         grid: int = 4,
         dropout: float = 0.3,
     ):
-        super().__init__(n_classes=n_classes, input_shape=input_shape)
+        super().__init__(n_classes=n_classes, input_shape=input_shape, task=task)
         channels = input_shape[-1]
         layers, c = [], channels
         for i in range(blocks):

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.catalog import PIXELS
-from pipeline.models import TemporalModel
+from pipeline.models.base import TemporalModel
 from pipeline.models.c3d import block
 
 
@@ -89,13 +89,14 @@ class CNN3DConvLSTMSPP(TemporalModel):
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        task: str = "classify",
         width: int = 8,
         blocks: int = 2,
         hidden: int = 32,
         levels: Sequence[int] = (1, 2, 4),
         dropout: float = 0.3,
     ):
-        super().__init__(n_classes=n_classes, input_shape=input_shape)
+        super().__init__(n_classes=n_classes, input_shape=input_shape, task=task)
         layers, c = [], input_shape[-1]
         for i in range(blocks):
             layers.append(block(c, width * 2**i, (1, 2, 2) if i == 0 else (2, 2, 2)))

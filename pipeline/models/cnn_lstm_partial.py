@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.catalog import VECTORS
-from pipeline.models import TemporalModel
+from pipeline.models.base import TemporalModel
 
 
 def intensity_target(x: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
@@ -52,6 +52,7 @@ class CNNLSTMPartial(TemporalModel):
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        task: str = "classify",
         proj: int = 128,
         hidden: int = 64,
         layers: int = 1,
@@ -59,7 +60,7 @@ class CNNLSTMPartial(TemporalModel):
         floor: float = 0.1,
         dropout: float = 0.3,
     ):
-        super().__init__(n_classes=n_classes, input_shape=input_shape)
+        super().__init__(n_classes=n_classes, input_shape=input_shape, task=task)
         self.intensity_weight, self.floor = intensity_weight, floor
         self.embed = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(input_shape[-1], proj), nn.ReLU(), nn.Dropout(dropout)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.catalog import ANY
-from pipeline.models import TemporalModel
+from pipeline.models.base import TemporalModel
 
 ABSENT = -1e4  # logit of a class the training fold lacks (never predicted)
 
@@ -39,10 +39,11 @@ class MeanPool(TemporalModel):
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        task: str = "classify",
         C: float = 1.0,
         max_iter: int = 1000,
     ):
-        super().__init__(n_classes=n_classes, input_shape=input_shape)
+        super().__init__(n_classes=n_classes, input_shape=input_shape, task=task)
         self.C, self.max_iter = float(C), int(max_iter)
         dim = math.prod(input_shape[1:]) * self.pooled_width
         self.register_buffer("pool_mean", torch.zeros(dim))
@@ -59,8 +60,9 @@ class MeanPool(TemporalModel):
         """(B, T, ...) clips → (B, K) logits."""
         return self.linear((self.pooled(x) - self.pool_mean) / self.pool_std)
 
-    def fit_closed_form(self, x: torch.Tensor, y: torch.Tensor, sample_weight: np.ndarray) -> dict:
-        """Fit on training clips x (N, T, ...) and labels y (N,); returns training loss/accuracy."""
+    def fit_closed_form(self, x, y, sample_weight=None, x_val=None, y_val=None) -> dict:
+        """Fit on training clips x (N, T, ...) and labels y (N,) with per-sample weights; returns
+        the training loss and accuracy. Nothing is chosen on validation clips."""
         from sklearn.linear_model import LogisticRegression
 
         with torch.no_grad():  # on the CPU whatever the device: scikit-learn fits there

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.catalog import VECTORS
-from pipeline.models import TemporalModel
+from pipeline.models.base import TemporalModel
 
 
 class DilatedResidual(nn.Module):
@@ -80,6 +80,7 @@ class MSTCN(TemporalModel):
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        task: str = "classify",
         stages: int = 2,
         layers: int = 5,
         channels: int = 64,
@@ -87,7 +88,7 @@ class MSTCN(TemporalModel):
         tau: float = 4.0,
         dropout: float = 0.3,
     ):
-        super().__init__(n_classes=n_classes, input_shape=input_shape)
+        super().__init__(n_classes=n_classes, input_shape=input_shape, task=task)
         self.smooth, self.tau = smooth, tau
         self.drop = nn.Dropout(dropout)
         self.stages = nn.ModuleList(
@@ -100,33 +101,31 @@ class MSTCN(TemporalModel):
         h = self.drop(self.normalize(x)).transpose(1, 2)  # (B, D, T)
         outputs = [self.stages[0](h)]
         for stage in self.stages[1:]:
-            previous = outputs[-1] if self.regression else F.softmax(outputs[-1], dim=1)
+            previous = outputs[-1] if self.regresses else F.softmax(outputs[-1], dim=1)
             outputs.append(stage(previous))
         return outputs
 
-    def per_frame(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) → (B, T, K): the last stage's frame-wise outputs."""
-        return self.frame_logits(x)[-1].transpose(1, 2)
-
-    def regression_objective(self, x, y, loss):
-        """Every stage's frame-wise loss plus `smooth` × the truncated squared difference of
-        consecutive frames' values (the previous frame detached)."""
-        total = 0.0
-        for out in self.frame_logits(x):
-            total = total + loss(out.transpose(1, 2), y)
-            if out.shape[2] > 1:
-                diff = out[:, :, 1:] - out[:, :, :-1].detach()
-                total = total + self.smooth * torch.clamp(diff**2, max=self.tau**2).mean()
-        return total
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) features → (B, K): the last stage's frame logits averaged over time."""
-        return self.frame_logits(x)[-1].mean(2)
+        """(B, T, D) features → (B, K): the last stage's frame logits averaged over time;
+        regressing, (B, T, K): the last stage's frame-wise outputs."""
+        last = self.frame_logits(x)[-1]
+        return last.transpose(1, 2) if self.regresses else last.mean(2)
 
-    def objective(self, x, y, criterion):
+    def objective(self, x, y, loss):
+        """Every stage's frame-wise loss plus `smooth` × the truncated squared difference of
+        consecutive frames (classifying: of their log-probabilities; regressing: of their
+        values, the previous frame detached)."""
         outputs = self.frame_logits(x)
+        if self.regresses:
+            total = 0.0
+            for out in outputs:
+                total = total + loss(out.transpose(1, 2), y)
+                if out.shape[2] > 1:
+                    diff = out[:, :, 1:] - out[:, :, :-1].detach()
+                    total = total + self.smooth * torch.clamp(diff**2, max=self.tau**2).mean()
+            return total, outputs[-1].transpose(1, 2)
         frames = y[:, None].expand(-1, outputs[0].shape[2])  # (B, T): the video label per frame
-        loss = sum(
-            criterion(out, frames) + self.smooth * truncated_mse(out, self.tau) for out in outputs
+        total = sum(
+            loss(out, frames) + self.smooth * truncated_mse(out, self.tau) for out in outputs
         )
-        return loss, outputs[-1].mean(2)
+        return total, outputs[-1].mean(2)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.catalog import PIXELS
-from pipeline.models import TemporalModel
+from pipeline.models.base import TemporalModel
 
 
 def out_size(n: int, rf: int, stride: int) -> int:
@@ -75,13 +75,14 @@ class PyraNet3D(TemporalModel):
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        task: str = "classify",
         maps: int = 3,
         rf: int = 3,
         frames: int = 16,
         slope: float = 0.01,
         dropout: float = 0.3,
     ):
-        super().__init__(n_classes=n_classes, input_shape=input_shape)
+        super().__init__(n_classes=n_classes, input_shape=input_shape, task=task)
         _, h, w, c = input_shape
         self.frames, self.slope = frames, slope
         shape = (frames, h, w)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.catalog import VECTORS
-from pipeline.models import TemporalModel
+from pipeline.models.base import TemporalModel
 
 
 class RidgeBaseline(TemporalModel):
@@ -29,15 +29,17 @@ class RidgeBaseline(TemporalModel):
     takes = VECTORS
     variable_length = True
     closed_form = True
+    selects = True  # the penalty, on the held-out training subjects
 
     def __init__(
         self,
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        task: str = "classify",
         alphas: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0),
     ):
-        super().__init__(n_classes=n_classes, input_shape=input_shape)
+        super().__init__(n_classes=n_classes, input_shape=input_shape, task=task)
         if not alphas or min(alphas) <= 0:
             raise ValueError(f"ridge: alphas must be positive, got {alphas!r}")
         self.alphas = tuple(float(a) for a in alphas)
@@ -48,12 +50,8 @@ class RidgeBaseline(TemporalModel):
         return self.normalize(x).mean(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) → (B, K): one value per dimension for the clip."""
-        return self.linear(self.pooled(x))
-
-    def per_frame(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) → (B, T, K): the clip's value on each of its frames."""
-        return self(x)[:, None, :].expand(-1, x.shape[1], -1)
+        """(B, T, D) → (B, T, K): the clip's one value per dimension, on each of its frames."""
+        return self.linear(self.pooled(x))[:, None, :].expand(-1, x.shape[1], -1)
 
     def _clip_targets(self, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Pooled features and mean labelled target of the clips labelled in every dimension."""
@@ -70,7 +68,7 @@ class RidgeBaseline(TemporalModel):
             self.linear.weight.copy_(torch.as_tensor(np.atleast_2d(model.coef_)))
             self.linear.bias.copy_(torch.as_tensor(np.atleast_1d(model.intercept_)))
 
-    def fit_regression(self, x, y, x_val=None, y_val=None) -> dict:
+    def fit_closed_form(self, x, y, sample_weight=None, x_val=None, y_val=None) -> dict:
         """Choose the penalty on (x_val, y_val) by frame-wise MSE, refit on x ∪ x_val."""
         from sklearn.linear_model import Ridge
 
@@ -83,7 +81,7 @@ class RidgeBaseline(TemporalModel):
             for alpha in self.alphas:
                 self._set(Ridge(alpha=alpha).fit(features, target))
                 with torch.no_grad():
-                    pred = self.per_frame(x_val)
+                    pred = self(x_val)
                 loss = float(((pred - torch.nan_to_num(y_val)) ** 2)[known].mean())
                 if best_loss is None or loss < best_loss:
                     best, best_loss = alpha, loss

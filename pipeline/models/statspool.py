@@ -36,6 +36,7 @@ class StatsPool(MeanPool):
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        task: str = "classify",
         stats: tuple[str, ...] | list[str] = STATS,
         C: float = 0.1,
         max_iter: int = 1000,
@@ -45,7 +46,9 @@ class StatsPool(MeanPool):
             raise ValueError(f"stats must be distinct names among {', '.join(STATS)}; got {stats}")
         self.stats = tuple(s for s in STATS if s in stats)
         self.pooled_width = len(self.stats)
-        super().__init__(n_classes=n_classes, input_shape=input_shape, C=C, max_iter=max_iter)
+        super().__init__(
+            n_classes=n_classes, input_shape=input_shape, task=task, C=C, max_iter=max_iter
+        )
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) → (B, S·D): the chosen statistics of every feature over time."""

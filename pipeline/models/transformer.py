@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pipeline.catalog import VECTORS
-from pipeline.models import TemporalModel
+from pipeline.models.base import TemporalModel
 
 
 def sinusoid(length: int, dim: int) -> torch.Tensor:
@@ -40,13 +40,14 @@ class TemporalTransformer(TemporalModel):
         *,
         n_classes: int,
         input_shape: tuple[int, ...],
+        task: str = "classify",
         d_model: int = 64,
         heads: int = 4,
         layers: int = 2,
         ff: int = 128,
         dropout: float = 0.3,
     ):
-        super().__init__(n_classes=n_classes, input_shape=input_shape)
+        super().__init__(n_classes=n_classes, input_shape=input_shape, task=task)
         if d_model % heads:
             raise ValueError(f"transformer: d_model {d_model} is not divisible by heads {heads}")
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(input_shape[-1], d_model))
@@ -64,9 +65,7 @@ class TemporalTransformer(TemporalModel):
         return self.norm(self.encoder(h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) features → (B, K) logits."""
-        return self.head(self.encode(x).mean(1))
-
-    def per_frame(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) → (B, T, K): the head on every encoded frame (sequence to sequence)."""
-        return self.head(self.encode(x))
+        """(B, T, D) features → (B, K) logits of the mean encoded frame; regressing, (B, T, K):
+        the head on every encoded frame (sequence to sequence)."""
+        encoded = self.encode(x)
+        return self.head(encoded) if self.regresses else self.head(encoded.mean(1))

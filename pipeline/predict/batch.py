@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -187,8 +189,6 @@ def run_batch(
     extracts, predicts and writes one video, the main thread detects the faces of the next
     (the stages release the GIL in decoding, torch, OpenCV and the HOG histograms); torch
     gets one thread less, as in the face stage."""
-    import time
-    from concurrent.futures import Future, ThreadPoolExecutor
 
     from tqdm import tqdm
 
@@ -199,8 +199,7 @@ def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     if predictor is None:  # else one already loaded (device, threads, calibration its own)
         predictor = Predictor(model_dir, device, threads, calibration)
-    if reference is not None:
-        predictor.reference = reference
+    default_photo = reference or predictor.reference  # the caller's predictor is left as it is
     pipelined = predictor.threads >= 2
     rows: dict[int, dict] = {}
     counts = {"done": 0, "skipped": 0, "failed": 0}
@@ -249,7 +248,7 @@ def run_batch(
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="predict") as pool:
             for k, (vid, path, _, photo) in enumerate(items):
-                photo = photo or predictor.reference
+                photo = photo or default_photo
                 folder = out / vid
                 t0 = time.perf_counter()
                 earlier = _read_json(folder / "summary.json")
@@ -298,7 +297,6 @@ def run_batch(
 
 def _done(fn, *args):
     """fn(*args) run here, as a finished Future (the batch's one-thread path)."""
-    from concurrent.futures import Future
 
     future: Future = Future()
     try:

@@ -239,7 +239,7 @@ class Predictor:
         for model, f, meta in zip(self.models, features, self.metas, strict=True):
             x = torch.from_numpy(np.stack([pad_clip(f[s:e], length) for s, e in spans]))
             with torch.no_grad():  # the models are on self.device already (load_models)
-                out = model.per_frame(x.to(self.device)).cpu().numpy()
+                out = model(x.to(self.device)).cpu().numpy()
             out = out * np.asarray(meta["target_std"]) + np.asarray(meta["target_mean"])
             folds.append(average_windows(out, spans, n))
         return np.mean(folds, axis=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 from collections.abc import Sequence
@@ -147,7 +149,6 @@ def aligned_features(
     keeps the networks built, by their settings, for the next video; `decoded`, the video's
     frames when detection kept them (else it is decoded again); `columns`, if given, receives
     the per-frame columns the backbones export ("blendshapes:jawOpen" → (T,) values)."""
-    import io
 
     import h5py
 
@@ -232,7 +233,6 @@ def per_frame(probs: np.ndarray, spans, n_frames: int) -> np.ndarray:
 
 def model_digest(checkpoints: Sequence[Path]) -> str:
     """A hash of the model.pt files' bytes: a retrained model at the same path differs."""
-    import hashlib
 
     h = hashlib.sha256()
     for path in checkpoints:

@@ -16,7 +16,7 @@ from pipeline.common import ConfigError
 SCHEMA = configcheck.load_schema(configcheck.schema_path(workflow.basedir))
 try:
     configcheck.drop_disabled(config)
-    configcheck.check_keys(config, SCHEMA)
+    configcheck.refuse_unknown_keys(config, SCHEMA)
 except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
 
