@@ -11,7 +11,7 @@ Videos: `--videos` generated 640×480 demo-style videos of `--frames` frames, or
    smoothing, similarity alignment with head pose), writing their shard files, resume parts
    and montages to disk. The naive loop decodes every frame and runs full-resolution
    `MTCNN.detect` on it at the pipeline's `min_face_size` (its default 20 is timed too, and
-   the loop with the stage's own MTCNN implementation, `pipeline.mtcnn`, once each). Each
+   the loop with the stage's own MTCNN implementation, `pipeline.faces.mtcnn`, once each). Each
    side runs in fresh processes that load their models and warm up on the first video before
    a common start: one process with `--threads` threads, then `--threads` processes of one
    thread each, the videos split between them the same way for both sides. Each side uses
@@ -82,7 +82,7 @@ def stage(videos, workdir: Path, detector, params: dict) -> int:
     """The face stage as the DAG runs it on one shard: detect_faces, then frontalize, files on
     disk (shard, resume parts, montages). Returns the frames written."""
     from pipeline import frontalize
-    from pipeline.faces import detect_shard
+    from pipeline.faces.stage import detect_shard
 
     workdir.mkdir(parents=True, exist_ok=True)
     faces, aligned = workdir / "faces.h5", workdir / "aligned.h5"
@@ -113,8 +113,8 @@ def _worker(side: str, videos, threads: int, workdir: str, min_face: int, barrie
     import torch
 
     from pipeline import video
-    from pipeline.detector import DEFAULTS, Detector
-    from pipeline.faces import torch_threads
+    from pipeline.faces.detector import DEFAULTS, Detector
+    from pipeline.faces.stage import torch_threads
 
     # the naive loop's MTCNN runs full frames: both torch threads help it (45 vs 38 frames/s on
     # real clips); the stage gives one of its threads to decoding ahead (`torch_threads`)
@@ -127,7 +127,7 @@ def _worker(side: str, videos, threads: int, workdir: str, min_face: int, barrie
         stage(warm, Path(workdir) / "warm", detector, params)
         run = lambda: stage(videos, Path(workdir) / "run", detector, params)  # noqa: E731
     elif side == "naive-cascade":  # the naive loop with the stage's MTCNN implementation
-        from pipeline.mtcnn import Cascade
+        from pipeline.faces.mtcnn import Cascade
 
         cascade = Cascade(params["thresholds"])
 
@@ -202,7 +202,7 @@ def timed(side: str, videos, processes: int, threads: int, workdir: Path, min_fa
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    from pipeline.tracking import iou
+    from pipeline.faces.tracking import iou
 
     return iou(box, boxes) if len(boxes) else np.zeros(0)
 
@@ -212,7 +212,7 @@ def quality(videos, faces_path: Path, reference: dict[str, list[np.ndarray]]) ->
     against dlib run on every frame from the matching naive box."""
     import h5py
 
-    from pipeline.landmarks import Landmarker
+    from pipeline.faces.landmarks import Landmarker
     from pipeline.video import iter_lazy
 
     landmarker = Landmarker()
@@ -258,7 +258,7 @@ def peak_memory(path: str, workdir: Path) -> float:
     code = (
         "import resource, sys; from pathlib import Path; sys.path.insert(0, sys.argv[3]);"
         "import torch; torch.set_num_threads(2);"
-        "from bench.faces import stage, table; from pipeline.detector import DEFAULTS, Detector;"
+        "from bench.faces import stage, table; from pipeline.faces.detector import DEFAULTS, Detector;"
         "p = dict(DEFAULTS); stage(table([sys.argv[1]]), Path(sys.argv[2]), Detector(p), p);"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
@@ -295,7 +295,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="times each side is timed, in turn")
     args = ap.parse_args()
 
-    from pipeline.detector import DEFAULTS
+    from pipeline.faces.detector import DEFAULTS
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-faces-"))
     try:

@@ -138,8 +138,8 @@ def main() -> None:
     from bench.faces import stage
     from pipeline import video
     from pipeline.backbones.mediapipe_face import Blendshapes
-    from pipeline.detector import DEFAULTS, Detector
-    from pipeline.facemesh import FaceMesh, model_path
+    from pipeline.faces.detector import DEFAULTS, Detector
+    from pipeline.faces.facemesh import FaceMesh, model_path
 
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     torch.set_num_threads(1)

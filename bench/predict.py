@@ -90,7 +90,7 @@ def untrained_model(folder: Path, name: str = "gru") -> Path:
 def stage(videos, workdir: Path, detector, pre: dict) -> None:
     """The face stage on one shard with the model's settings, files on disk."""
     from pipeline import frontalize
-    from pipeline.faces import detect_shard
+    from pipeline.faces.stage import detect_shard
 
     workdir.mkdir(parents=True, exist_ok=True)
     faces, aligned = workdir / "faces.h5", workdir / "aligned.h5"
@@ -104,12 +104,12 @@ def stage(videos, workdir: Path, detector, pre: dict) -> None:
 def _worker(side: str, videos, model: str, threads: int, workdir: str, barrier, queue) -> None:
     from pipeline import predict, video
     from pipeline.common import set_threads
-    from pipeline.faces import torch_threads
+    from pipeline.faces.stage import torch_threads
 
     video.DECODE_THREADS = threads
     work = Path(workdir)
     if side == "stage":
-        from pipeline.detector import Detector
+        from pipeline.faces.detector import Detector
 
         set_threads(torch_threads(threads))  # as the DAG's face jobs
         _, metas = predict.load_models(predict.find_checkpoints(model), "cpu")

@@ -4,10 +4,10 @@
     .venv/bin/python bench/stream.py --video ../shared/data/j-dev/videos/01-01-01_01.mp4
 
 The source: `--video`, else a generated 640×480 demo-style video of `--seconds` seconds at
-25 fps (one face, expressions changing). `python -m pipeline.stream -` runs as a user runs it,
+25 fps (one face, expressions changing). `python -m pipeline.predict.stream -` runs as a user runs it,
 in its own process with `--threads` threads; once it has loaded and warmed up its networks
 (its CSV header is out), the video is written to its stdin as MPEG-TS, every packet at its
-presentation time (`pipeline.stream.feed`), `--speed` times real time. Printed per run:
+presentation time (`pipeline.predict.stream.feed`), `--speed` times real time. Printed per run:
 
 - frames sent, processed and dropped (the stream drops the oldest waiting frames rather than
   fall behind);
@@ -52,13 +52,13 @@ def due_times(video: str) -> list[float]:
 
 
 def run(video: str, model: str, threads: int, speed: float, queue: int) -> dict:
-    from pipeline.stream import feed
+    from pipeline.predict.stream import feed
 
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "pipeline.stream",
+            "pipeline.predict.stream",
             "-",
             "--model",
             model,

@@ -12,7 +12,7 @@
   network separates expressions 6-8 points better (README, Faces).
 - `hassner`: in the spirit of Hassner et al., "Effective face frontalization in unconstrained
   images" (CVPR 2015): a camera is fitted to the 68 dlib landmarks against the same points on
-  a generic 3D reference face (`pipeline.reference3d`, authored in this project), the reference
+  a generic 3D reference face (`pipeline.faces.reference3d`, authored in this project), the reference
   surface is projected into the frame and the frame resampled there, giving a frontal view in
   the same crop geometry as `similarity`. `symmetry: soft` fills self-occluded parts from the
   mirrored side (default `none`; see the README for why). Needs `face.landmarks: dlib`.
@@ -57,7 +57,7 @@ from pipeline.common import (
     run_main,
     setup_logging,
 )
-from pipeline.headpose import (  # noqa: F401 (the stage's warps and pose, imported from here)
+from pipeline.faces.headpose import (  # noqa: F401 (the stage's warps and pose, imported from here)
     RIGID,
     Frontalizer,
     align_frame,
@@ -66,7 +66,7 @@ from pipeline.headpose import (  # noqa: F401 (the stage's warps and pose, impor
     to_object,
     umeyama,
 )
-from pipeline.landmarks import five_points
+from pipeline.faces.landmarks import five_points
 from pipeline.store import Resume, file_state, frame_chunks, shard_writer
 from pipeline.video import batched, decode_options, iter_lazy, prefetched
 

@@ -24,17 +24,8 @@ LAYERS = [
     ["pipeline.catalog", "pipeline.video", "pipeline.store", "pipeline.continuous"],
     ["pipeline.settings"],
     ["pipeline.configcheck", "pipeline.datasets"],
-    [
-        "pipeline.landmarks",
-        "pipeline.tracking",
-        "pipeline.reference3d",
-        "pipeline.mtcnn",
-        "pipeline.identity",
-        "pipeline.facemesh",
-    ],
-    ["pipeline.detector"],
-    ["pipeline.faces"],
-    ["pipeline.headpose", "pipeline.frontalize"],
+    ["pipeline.faces"],  # the face stage and its helpers (detector, tracking, landmarks, …)
+    ["pipeline.frontalize"],
     ["pipeline.clips", "pipeline.targets"],
     ["pipeline.folds"],
     ["pipeline.models"],
@@ -44,7 +35,7 @@ LAYERS = [
     ["pipeline.evaluate", "pipeline.regression", "pipeline.intervals", "pipeline.curve"],
     ["pipeline.compare", "pipeline.qc", "pipeline.export"],
     ["pipeline.report"],
-    ["pipeline.predict", "pipeline.stream", "pipeline.online"],
+    ["pipeline.predict"],  # batch, the stream and its live loop
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 LOWER = [
@@ -53,11 +44,6 @@ LOWER = [
     "pipeline.datasets",
     "pipeline.video",
     "pipeline.faces",
-    "pipeline.detector",
-    "pipeline.mtcnn",
-    "pipeline.tracking",
-    "pipeline.landmarks",
-    "pipeline.headpose",
     "pipeline.frontalize",
     "pipeline.clips",
     "pipeline.folds",

@@ -8,7 +8,7 @@ from pipeline.common import ConfigError
 @pytest.fixture(scope="module")
 def portraits():
     from pipeline.datasets.demo import load_portrait
-    from pipeline.detector import Detector
+    from pipeline.faces.detector import Detector
     from pipeline.frontalize import align_frame
 
     detector = Detector({"min_face_size": 30, "landmarks": "none"})

@@ -103,7 +103,7 @@ def test_backbone_keys_and_defaults_are_the_schemas(schema, name):
 @pytest.mark.parametrize(
     "module, section",
     [
-        ("pipeline.detector", "face"),
+        ("pipeline.faces.detector", "face"),
         ("pipeline.frontalize", "frontalize"),
         ("pipeline.clips", "clips"),
         ("pipeline.folds", "cv"),

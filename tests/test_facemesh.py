@@ -1,4 +1,4 @@
-"""MediaPipe's Face Landmarker (pipeline.facemesh) and the blendshapes / mesh backbones."""
+"""MediaPipe's Face Landmarker (pipeline.faces.facemesh) and the blendshapes / mesh backbones."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def faces():
     """Aligned crops of generated faces: subject 1 (Grace Hopper's portrait, not smiling) and
     subject 3, each neutral (first frame) and at the apex of happiness and of surprise."""
     from pipeline.datasets.demo import render_subject
-    from pipeline.detector import Detector
+    from pipeline.faces.detector import Detector
     from pipeline.frontalize import align_frame
 
     detector = Detector({"min_face_size": 30, "landmarks": "none"})
@@ -39,8 +39,8 @@ def blendshapes():
 
 
 def test_the_model_file_is_googles_release_and_a_changed_one_is_refused(monkeypatch, tmp_path):
-    from pipeline import facemesh
     from pipeline.common import file_digest
+    from pipeline.faces import facemesh
 
     path = facemesh.model_path()
     assert path.name == "face_landmarker.task" and file_digest(path, 64) == facemesh.SHA256
@@ -58,7 +58,7 @@ def test_the_model_file_is_googles_release_and_a_changed_one_is_refused(monkeypa
 
 
 def test_the_canonical_face_and_its_rigid_basis_come_out_of_the_bundle():
-    from pipeline.facemesh import canonical, model_path
+    from pipeline.faces.facemesh import canonical, model_path
 
     face = canonical(str(model_path()))
     assert face.mesh.shape == (468, 3) and len(face.basis) == len(face.weights) > 20
@@ -72,7 +72,7 @@ def test_normalise_takes_out_rotation_scale_and_position():
     axes, comes back onto itself."""
     from scipy.spatial.transform import Rotation
 
-    from pipeline.facemesh import canonical, model_path, normalise
+    from pipeline.faces.facemesh import canonical, model_path, normalise
 
     face = canonical(str(model_path()))
     turn = Rotation.from_euler("yx", [25, 10], degrees=True).as_matrix()

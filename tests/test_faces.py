@@ -3,10 +3,10 @@ import pytest
 from PIL import Image
 
 from pipeline.datasets import demo
-from pipeline.detector import Detector
-from pipeline.faces import detect_video
-from pipeline.reference3d import TEMPLATE_112
-from pipeline.tracking import Face, iou
+from pipeline.faces.detector import Detector
+from pipeline.faces.reference3d import TEMPLATE_112
+from pipeline.faces.stage import detect_video
+from pipeline.faces.tracking import Face, iou
 from pipeline.video import write_video
 
 PER_FRAME = {"detect_every": 1, "full_every": 1, "detect_width": 0}
@@ -166,7 +166,7 @@ def test_68_landmarks_agree_with_the_5_mtcnn_points(tmp_path, detector):
 
 
 def test_landmark_smoothing_stays_within_runs():
-    from pipeline.landmarks import smooth
+    from pipeline.faces.landmarks import smooth
 
     rng = np.random.default_rng(0)
     points = rng.normal(size=(40, 68, 2)).astype(np.float32)
@@ -183,7 +183,7 @@ def test_landmark_smoothing_stays_within_runs():
 
 def test_missing_landmark_model_says_where_to_put_it(tmp_path):
     from pipeline.common import ConfigError
-    from pipeline.landmarks import predictor_path
+    from pipeline.faces.landmarks import predictor_path
 
     assert predictor_path().name == "shape_predictor_68_face_landmarks.dat"
     with pytest.raises(ConfigError, match="shape_predictor_68_face_landmarks.dat"):
@@ -214,7 +214,7 @@ def test_a_crashed_face_shard_resumes_with_its_finished_videos(tmp_path, monkeyp
     import h5py
     import pandas as pd
 
-    from pipeline import faces
+    from pipeline.faces import stage as faces
 
     rows = []
     for s in range(3):

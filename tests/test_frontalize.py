@@ -1,7 +1,7 @@
 import numpy as np
 
+from pipeline.faces.reference3d import TEMPLATE_112
 from pipeline.frontalize import align_frame, fill_nearest, umeyama
-from pipeline.reference3d import TEMPLATE_112
 
 
 def similarity(points, angle_deg, scale, shift):
@@ -63,7 +63,7 @@ def test_fill_nearest_borrows_from_the_closest_valid_frame():
 
 import pytest  # noqa: E402
 
-from pipeline.reference3d import FRONTAL_68, INNER, MIRROR_68  # noqa: E402
+from pipeline.faces.reference3d import FRONTAL_68, INNER, MIRROR_68  # noqa: E402
 
 
 def turn_head(image, landmarks5, degrees):
@@ -101,7 +101,7 @@ def turn_head(image, landmarks5, degrees):
 
 @pytest.fixture(scope="module")
 def face_tools():
-    from pipeline.detector import Detector
+    from pipeline.faces.detector import Detector
 
     return Detector({"min_face_size": 30})
 
@@ -182,7 +182,7 @@ def test_montage_marks_frames_without_a_face(tmp_path):
 def test_block_poses_match_one_frame_at_a_time_and_skip_a_degenerate_frame():
     import cv2
 
-    from pipeline.headpose import (
+    from pipeline.faces.headpose import (
         Frontalizer,
         blur3,
         pose_angles,
@@ -190,7 +190,7 @@ def test_block_poses_match_one_frame_at_a_time_and_skip_a_degenerate_frame():
         rotations,
         to_object,
     )
-    from pipeline.reference3d import landmarks_3d
+    from pipeline.faces.reference3d import landmarks_3d
 
     rng = np.random.default_rng(0)
     maps = rng.random((3, 32, 32)).astype(np.float32)
@@ -232,7 +232,7 @@ def test_montage_tiles_kept_while_aligning_are_the_stored_frames(tmp_path, face_
     import h5py
 
     from pipeline.datasets import demo
-    from pipeline.faces import detect_video
+    from pipeline.faces.stage import detect_video
     from pipeline.frontalize import Frontalizer, frontalize_video, montage_picks
     from pipeline.video import write_video
 
@@ -258,7 +258,7 @@ def test_compression_changes_the_bytes_on_disk_not_the_crops(tmp_path, face_tool
     import h5py
 
     from pipeline.datasets import demo
-    from pipeline.faces import detect_video
+    from pipeline.faces.stage import detect_video
     from pipeline.frontalize import Frontalizer, frontalize_video
     from pipeline.video import write_video
 
@@ -286,10 +286,10 @@ def test_the_similarity_warp_takes_its_five_points_from_the_68_landmarks(tmp_pat
     import h5py
 
     from pipeline.datasets import demo
-    from pipeline.faces import detect_video
+    from pipeline.faces.landmarks import five_points
+    from pipeline.faces.reference3d import FRONTAL_68
+    from pipeline.faces.stage import detect_video
     from pipeline.frontalize import Frontalizer, frontalize_video
-    from pipeline.landmarks import five_points
-    from pipeline.reference3d import FRONTAL_68
     from pipeline.video import write_video
 
     # the frontal reference's 68 points give its eye centres, nose tip and mouth corners

@@ -7,8 +7,8 @@ import numpy as np
 
 def test_a_cut_to_another_face_and_back_keeps_the_subject(tmp_path):
     from pipeline.datasets import demo
-    from pipeline.detector import Detector
-    from pipeline.faces import detect_video
+    from pipeline.faces.detector import Detector
+    from pipeline.faces.stage import detect_video
     from pipeline.video import write_video
 
     rng = np.random.default_rng(0)
@@ -56,8 +56,8 @@ def two_people(tmp_path, n=12):
 def test_a_reference_photo_makes_the_smaller_face_the_subject(tmp_path):
     import pandas as pd
 
-    from pipeline.detector import Detector
-    from pipeline.faces import detect_shard
+    from pipeline.faces.detector import Detector
+    from pipeline.faces.stage import detect_shard
 
     video, photo = two_people(tmp_path)
     blank = tmp_path / "blank.png"
@@ -96,8 +96,8 @@ def test_a_reference_photo_makes_the_smaller_face_the_subject(tmp_path):
 
 
 def test_the_live_face_stage_follows_the_reference_too(tmp_path):
-    from pipeline.detector import Detector
-    from pipeline.online import OnlineFaces
+    from pipeline.faces.detector import Detector
+    from pipeline.predict.online import OnlineFaces
     from pipeline.video import iter_lazy
 
     video, photo = two_people(tmp_path)

@@ -1,4 +1,4 @@
-"""`pipeline.mtcnn.Cascade` gives what facenet-pytorch's MTCNN.detect gives, from the same
+"""`pipeline.faces.mtcnn.Cascade` gives what facenet-pytorch's MTCNN.detect gives, from the same
 networks and weights, on whole frames, small regions and frames without a face."""
 
 import cv2
@@ -7,7 +7,7 @@ import pytest
 from facenet_pytorch import MTCNN
 
 from pipeline.datasets import demo
-from pipeline.mtcnn import Cascade, nms
+from pipeline.faces.mtcnn import Cascade, nms
 
 THRESHOLDS = (0.6, 0.7, 0.7)
 

@@ -31,7 +31,7 @@ FER = {
 def crops():
     """Two aligned demo portraits and 14 noisy crops (batches of 5 cut across them)."""
     from pipeline.datasets.demo import load_portrait
-    from pipeline.detector import Detector
+    from pipeline.faces.detector import Detector
     from pipeline.frontalize import align_frame
 
     detector = Detector({"min_face_size": 30, "landmarks": "none"})

@@ -140,7 +140,7 @@ def test_snakemake_commands_plan_as_written(line, command, project, placeholders
 
 INSPECT = [(n, c) for n, c in PYTHON if "-m pipeline.backbones.onnx" in c]
 EXPORT = [(n, c) for n, c in PYTHON if "-m pipeline.export" in c]
-STREAM = [(n, c) for n, c in PYTHON if "-m pipeline.stream" in c]
+STREAM = [(n, c) for n, c in PYTHON if "-m pipeline.predict.stream" in c]
 PYTHON = [(n, c) for n, c in PYTHON if (n, c) not in INSPECT + EXPORT + STREAM]
 
 

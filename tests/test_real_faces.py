@@ -32,7 +32,7 @@ def seen_from(points3d: np.ndarray, rot: np.ndarray, shape=(480, 640)):
 
 
 def test_frontal_points_undo_head_pose_and_keep_what_the_face_does():
-    from pipeline import reference3d as ref
+    from pipeline.faces import reference3d as ref
     from pipeline.frontalize import Frontalizer
 
     front = Frontalizer(112)
@@ -51,7 +51,7 @@ def test_frontal_points_undo_head_pose_and_keep_what_the_face_does():
 
 def test_geometry_measures_shape_not_position_or_scale():
     from pipeline.backbones.geometry import Geometry
-    from pipeline.reference3d import FRONTAL_68
+    from pipeline.faces.reference3d import FRONTAL_68
 
     geo = Geometry()
     reference = FRONTAL_68[None].astype(np.float32)
@@ -92,7 +92,7 @@ def test_geometry_regions_leave_out_the_other_half():
 
 def test_geometry_reads_the_aligned_points_and_says_when_they_are_missing(tmp_path):
     from pipeline import features
-    from pipeline.reference3d import FRONTAL_68
+    from pipeline.faces.reference3d import FRONTAL_68
 
     aligned = tmp_path / "aligned.h5"
     with h5py.File(aligned, "w") as f:

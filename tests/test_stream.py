@@ -1,4 +1,4 @@
-"""`python -m pipeline.stream`: a video piped on stdin at its real frame rate."""
+"""`python -m pipeline.predict.stream`: a video piped on stdin at its real frame rate."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_handoff_drops_the_oldest_frames_and_counts_them():
-    from pipeline.stream import Dropping
+    from pipeline.predict.stream import Dropping
 
     handoff = Dropping(2)
     for item in range(5):
@@ -47,13 +47,13 @@ def every_frame_model(gru_fold: Path, out: Path) -> Path:
 
 def stream(model: Path, video: Path, workdir: Path) -> tuple[pd.DataFrame, str]:
     """Run the stream on `video`, fed once the networks are warm, at its real frame rate."""
-    from pipeline.stream import feed
+    from pipeline.predict.stream import feed
 
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "pipeline.stream",
+            "pipeline.predict.stream",
             "-",
             "--model",
             str(model),
@@ -134,7 +134,7 @@ def test_a_source_that_is_not_a_video_is_named(run, tmp_path):
         [
             sys.executable,
             "-m",
-            "pipeline.stream",
+            "pipeline.predict.stream",
             "-",
             "--model",
             str(workdir / "results/models/gru/hog"),

@@ -2,7 +2,7 @@
 
 What the face *does* (brows raised, eyes widened, lip corners pulled) with little of what the
 person *looks like*: it reads the `points` the frontalize stage stores (the 68 dlib landmarks
-carried back to a frontal pose on the generic reference face of `pipeline.reference3d`), aligns
+carried back to a frontal pose on the generic reference face of `pipeline.faces.reference3d`), aligns
 them once more to the reference's rigid points (eye corners, nose bridge and base; least-squares
 similarity) so that residual scale and position go, and measures, in units of the distance
 between the eyes:
@@ -26,8 +26,8 @@ import numpy as np
 
 from pipeline.catalog import VECTORS
 from pipeline.common import ConfigError
+from pipeline.faces.reference3d import FRONTAL_68
 from pipeline.frontalize import RIGID, umeyama
-from pipeline.reference3d import FRONTAL_68
 
 REGIONS = {
     "upper": np.arange(17, 48),  # brows, nose, eyes

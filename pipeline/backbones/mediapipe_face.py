@@ -1,4 +1,4 @@
-"""`blendshapes` and `mesh`: MediaPipe's Face Landmarker on the aligned face (`pipeline.facemesh`).
+"""`blendshapes` and `mesh`: MediaPipe's Face Landmarker on the aligned face (`pipeline.faces.facemesh`).
 
 Both run the landmarker on each aligned crop, its border widened by `pad` of its size on every
 side (edge pixels repeated: the landmarker's own detector looks for a face with some context;
@@ -28,7 +28,14 @@ import numpy as np
 
 from pipeline.catalog import VECTORS
 from pipeline.common import ConfigError, file_digest
-from pipeline.facemesh import BLENDSHAPES, N_CANONICAL, FaceMesh, canonical, model_path, normalise
+from pipeline.faces.facemesh import (
+    BLENDSHAPES,
+    N_CANONICAL,
+    FaceMesh,
+    canonical,
+    model_path,
+    normalise,
+)
 
 UPPER_SHAPES = ("brow", "eye", "cheekSquint", "noseSneer")
 LOWER_SHAPES = ("mouth", "jaw", "cheekPuff")

@@ -188,7 +188,7 @@ def label_checks(videos: pd.DataFrame, known: Sequence[str] | None, found: Findi
 
 def _persons(rows: pd.DataFrame) -> bool:
     """Rows that follow different people in one video: each its own subject and its own
-    reference photo (`pipeline.identity`), which is no duplicate."""
+    reference photo (`pipeline.faces.identity`), which is no duplicate."""
     refs = rows.get("reference", pd.Series("", index=rows.index)).fillna("").astype(str)
     return bool(refs.str.len().all()) and refs.is_unique and rows.subject.is_unique
 

@@ -9,7 +9,7 @@ A sheet is a CSV file (comma, semicolon or tab separated; UTF-8) with the column
 and optionally `video_id` (letters, digits, `_`, `-`, `.`; without it the id is derived from
 the path relative to the data root) and `reference`: a photo (JPEG, PNG…, relative to the data
 root) of the person to follow in that video when several people are filmed (see
-`pipeline.identity`) and `annotation`: a CSV of continuous labels over time for that video
+`pipeline.faces.identity`) and `annotation`: a CSV of continuous labels over time for that video
 (`pipeline.datasets.annotations`), read by `--task regress` only: here its existence; its
 content is checked with the config's `dataset.annotation` settings when the workflow starts
 (`annotation_problems`), so that changing those settings re-runs the targets and training,

@@ -192,7 +192,7 @@ def run_batch(
 
     from tqdm import tqdm
 
-    from pipeline.faces import torch_threads
+    from pipeline.faces.stage import torch_threads
 
     items = expand_inputs(inputs)
     out = Path(out_dir)

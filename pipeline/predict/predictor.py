@@ -81,7 +81,7 @@ class Predictor:
         calibration: Sequence[str] = (),
         reference: str | None = None,
     ):
-        from pipeline.detector import Detector
+        from pipeline.faces.detector import Detector
 
         self.device = resolve_device(device)
         self.threads = max(1, int(threads))
@@ -108,7 +108,7 @@ class Predictor:
         of the photo `reference` (else the predictor's) is followed. Run alone, detection gives
         torch one thread less and decodes ahead in the other, as the face stage does
         (`run_batch` sets the threads once for its two stages)."""
-        from pipeline.faces import torch_threads
+        from pipeline.faces.stage import torch_threads
 
         path = Path(video)
         if not path.exists():

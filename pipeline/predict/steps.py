@@ -105,7 +105,7 @@ def face_track(
     """Probe and detect: the face arrays of every frame, the decode options, the frame rate
     and the decoded frames when they were few enough to keep (see `Kept`); `reference`: a
     photo of the person to follow."""
-    from pipeline.faces import detect_video
+    from pipeline.faces.stage import detect_video
     from pipeline.video import iter_lazy, probe
 
     decode = {

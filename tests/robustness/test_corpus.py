@@ -255,8 +255,8 @@ def test_a_long_video_keeps_memory_flat(tmp_path):
 
     from corpus import face_frames
 
-    from pipeline.detector import Detector
-    from pipeline.faces import detect_video
+    from pipeline.faces.detector import Detector
+    from pipeline.faces.stage import detect_video
     from pipeline.frontalize import Frontalizer, frontalize_video
     from pipeline.video import write_video
 

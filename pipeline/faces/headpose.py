@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import reference3d as ref
 from pipeline.common import VideoError
-from pipeline.reference3d import CENTER, INNER, TEMPLATE_112
+from pipeline.faces import reference3d as ref
+from pipeline.faces.reference3d import CENTER, INNER, TEMPLATE_112
 
 COARSE = 32  # grid of the visibility map (pose, quality, soft symmetry)
 RIGID = np.r_[np.arange(27, 36), [36, 39, 42, 45]]  # nose, eye corners: still in any expression
@@ -74,7 +74,7 @@ def align_frame(frame, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, fl
 
 
 class Frontalizer:
-    """Hassner-style frontalization against the generic 3D face of `pipeline.reference3d`.
+    """Hassner-style frontalization against the generic 3D face of `pipeline.faces.reference3d`.
 
     Per frame: a camera (rotation, translation; focal length 1.2 × the larger frame side,
     principal point at the centre) is fitted with `cv2.solvePnP` to the rigid landmarks (nose,

@@ -1,9 +1,9 @@
 """Predict on a live source: a camera, an RTSP/HTTP stream, or a video piped on stdin.
 
-    python -m pipeline.stream - --model results/models/gru/hog < video.mkv
-    ffmpeg -re -i clip.mp4 -f mpegts - | python -m pipeline.stream - --model DIR --out live.csv
-    python -m pipeline.stream 0 --model DIR                # camera 0
-    python -m pipeline.stream rtsp://host/stream --model DIR
+    python -m pipeline.predict.stream - --model results/models/gru/hog < video.mkv
+    ffmpeg -re -i clip.mp4 -f mpegts - | python -m pipeline.predict.stream - --model DIR --out live.csv
+    python -m pipeline.predict.stream 0 --model DIR                # camera 0
+    python -m pipeline.predict.stream rtsp://host/stream --model DIR
 
 One CSV line per frame, written (and flushed) as soon as the frame is processed: frame,
 time_s, face, x1, y1, x2, y2, confidence, window (frames in the rolling window), pred,
@@ -152,8 +152,8 @@ def run_stream(
     """Predict on `source` frame by frame, writing CSV lines to the text stream `out`
     (following the person of the photo `reference`, if given); returns the summary (frames,
     processed, dropped, latency percentiles, fps)."""
-    from pipeline.online import Live
     from pipeline.predict import Predictor
+    from pipeline.predict.online import Live
 
     predictor = Predictor(model_dir, device, threads, calibration, reference)
     live = Live(predictor)
@@ -256,7 +256,7 @@ def feed(path: str, pipe, speed: float = 1.0, format: str = "mpegts") -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="python -m pipeline.stream",
+        prog="python -m pipeline.predict.stream",
         description="Emotion probabilities frame by frame from a live source.",
     )
     ap.add_argument("source", help="-: a video piped on stdin; N: camera N; or a URL / path")

@@ -1,5 +1,5 @@
 """Prediction one frame at a time: the face and frontalize stages, the backbone(s) and the
-fold models run causally on each new frame (what `pipeline.stream` runs on a live source)."""
+fold models run causally on each new frame (what `pipeline.predict.stream` runs on a live source)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ class OnlineFaces:
     with a `reference` photo, only its person's face is taken."""
 
     def __init__(self, pre: dict, detector, reference: str | None = None):
+        from pipeline.faces.tracking import Tracker
         from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
         from pipeline.frontalize import Frontalizer
-        from pipeline.tracking import Tracker
 
         front = {**FRONT_DEFAULTS, **pre["frontalize"]}
         if "points" not in pre["frontalize"]:  # trained before frontalize.points existed
@@ -34,8 +34,8 @@ class OnlineFaces:
         self.crop = self.points = None  # the last face's, held through frames without one
 
     def __call__(self, frame) -> dict:
-        from pipeline.headpose import align_frame
-        from pipeline.landmarks import five_points
+        from pipeline.faces.headpose import align_frame
+        from pipeline.faces.landmarks import five_points
 
         self.t += 1
         full = self.t - self.last_full >= self.full_every

@@ -10,7 +10,7 @@ person lie closer than 0.6 (Euclidean), dlib's threshold (99.38 % on LFW).
 and again at its 25th detection (and whenever its look changes, below); a track joins the nearest person whose mean
 descriptor is within the threshold, else starts a new one. The *subject* is person 0: the
 reference photo's person when one is given, else the person of the first primary face.
-`pipeline.tracking.Tracker` then follows only the subject: after a cut or a long loss it picks
+`pipeline.faces.tracking.Tracker` then follows only the subject: after a cut or a long loss it picks
 the subject back up by identity instead of taking whichever face is largest and most central,
 and while the subject is out of view there is no primary face.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.common import packaged_file
-from pipeline.landmarks import PACKAGE, rect_for
+from pipeline.faces.landmarks import PACKAGE, rect_for
 
 RESNET = "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat"
 SHAPE5 = "face_recognition_models/models/shape_predictor_5_face_landmarks.dat"

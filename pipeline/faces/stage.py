@@ -40,7 +40,7 @@ Output `faces/shard-{k}.h5`, one group per video (attrs fps, cropped):
     track       (T,)   int32       track id of the primary face (-1 where no face)
     others      (N, 7) float32     every other face seen: frame, track, x1, y1, x2, y2, score;
                                    with face.identity dlib or a reference photo (N, 8), the
-                                   person as well (0: the subject; see pipeline.identity)
+                                   person as well (0: the subject; see pipeline.faces.identity)
     time        (T,)   float64     presentation time of each frame, seconds
 """
 
@@ -61,11 +61,11 @@ from pipeline.common import (
     setup_logging,
     shard_of,
 )
-from pipeline.detector import DEFAULTS, Detector
-from pipeline.landmarks import smooth
-from pipeline.reference3d import FRONTAL_68, TEMPLATE_112
+from pipeline.faces.detector import DEFAULTS, Detector
+from pipeline.faces.landmarks import smooth
+from pipeline.faces.reference3d import FRONTAL_68, TEMPLATE_112
+from pipeline.faces.tracking import Face, Track, Tracker
 from pipeline.store import Resume, file_state, shard_writer
-from pipeline.tracking import Face, Track, Tracker
 from pipeline.video import LazyFrame, decode_options, iter_lazy, prefetched
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def detect_video(
     `fps` times the frames of image folders, which carry no timestamps; `decode` holds the
     iter_lazy options (target_fps, folder_fps) of this video. `frames`, if given, are its
     decoded frames (iter_lazy's), e.g. for a caller that keeps them. `reference`: a photo of
-    the person to follow (identities on for this video, see pipeline.identity).
+    the person to follow (identities on for this video, see pipeline.faces.identity).
     Returns the arrays of the module docstring, one row per decoded frame.
     """
     p = detector.p
@@ -242,7 +242,9 @@ def torch_threads(threads: int) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="Detect faces in the videos of one shard.")
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.faces", description="Detect faces in the videos of one shard."
+    )
     ap.add_argument(
         "--videos", required=True, help="results/dataset/probed.csv (the dataset stage's table)"
     )

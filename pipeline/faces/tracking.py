@@ -52,7 +52,7 @@ class Tracker:
     size relative to the largest face in the frame, centrality 1 at the frame centre and 0.5 at
     a corner, persistence the number of detections of its track so far. Every other face seen is
     recorded in `others` (frame, track, box, score), never mixed into the primary arrays. With
-    `identities` (pipeline.identity), only faces of the subject's identity can be primary.
+    `identities` (pipeline.faces.identity), only faces of the subject's identity can be primary.
     """
 
     def __init__(self, identities=None):
@@ -60,7 +60,7 @@ class Tracker:
         self.hits: dict[int, int] = {}
         self.primary: int | None = None
         self.others: list[list[float]] = []
-        self.identities = identities  # pipeline.identity.Identities: follow one person
+        self.identities = identities  # pipeline.faces.identity.Identities: follow one person
 
     def link(self, faces: list[Face], frame=None) -> None:
         """Give every face a track; with identities, describe new tracks (needs `frame`)."""

@@ -3,7 +3,7 @@
 `Detector` searches a whole frame (downscaled to `detect_width`) or a small region around the
 previous face (rescaled so the face is about `ROI_FACE` pixels wide), maps boxes and 5-point
 landmarks back to source pixels, keeps the confident ones, and decides whether two detections
-agree closely enough to interpolate between them. MTCNN runs as `pipeline.mtcnn.Cascade`:
+agree closely enough to interpolate between them. MTCNN runs as `pipeline.faces.mtcnn.Cascade`:
 facenet-pytorch's networks and weights (they ship inside its wheel; nothing is downloaded), the
 same results as its `MTCNN.detect`, faster. Frames may be RGB arrays or `LazyFrame`s, of which
 a search near the previous face converts only that region.
@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.common import ConfigError, VideoError, resolve_device
-from pipeline.landmarks import Landmarker
-from pipeline.tracking import Face, iou
+from pipeline.faces.landmarks import Landmarker
+from pipeline.faces.tracking import Face, iou
 
 ROI_FACE = 64  # face width, in pixels, that a search near the previous face rescales to
 ROI_MARGIN = 1.2  # half-side of that search region, in face widths
@@ -73,14 +73,14 @@ class Detector:
     def recogniser(self):
         """dlib's face recognition ResNet (made on first use)."""
         if self._recogniser is None:
-            from pipeline.identity import Recogniser
+            from pipeline.faces.identity import Recogniser
 
             self._recogniser = Recogniser(self.p["identity_model"])
         return self._recogniser
 
     def identities(self, reference: str | None = None):
         """A new video's `Identities` (face.identity: dlib, or a reference photo), else None."""
-        from pipeline.identity import Identities
+        from pipeline.faces.identity import Identities
 
         if reference is None and self.p["identity"] == "none":
             return None
@@ -121,7 +121,7 @@ class Detector:
     def cascade(self):
         """MTCNN's three networks (made on first use)."""
         if self._cascade is None:
-            from pipeline.mtcnn import Cascade
+            from pipeline.faces.mtcnn import Cascade
 
             self._cascade = Cascade(self.p["thresholds"], self.device)
         return self._cascade
