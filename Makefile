@@ -1,12 +1,13 @@
 # `make report`: a fresh clone to results/report.html. `make test`: what CI runs.
 # `make test-fast`: the loop while editing (no DAG run, no browser, no SLURM; under 3 minutes).
+# `make docs`: the documentation site from docs/ into site/ (strict: a broken link fails).
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc 2>/dev/null || echo 2)  # one job per core: faster than oversubscribing
 PYTHON ?= python3
 
-.PHONY: report test test-fast lint format clean
+.PHONY: report test test-fast docs lint format clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow
 
-test: lint
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs
 	$(BIN)/python -m pytest
 
 test-fast: lint
@@ -36,5 +40,5 @@ format: $(STAMP)
 	$(BIN)/snakefmt Snakefile workflow
 
 clean:
-	rm -rf results/* .snakemake logs benchmarks
+	rm -rf results/* .snakemake logs benchmarks site
 	touch results/.gitkeep

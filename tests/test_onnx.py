@@ -159,12 +159,12 @@ def test_onnx_variants_in_config(root, fer_onnx, tmp_path, monkeypatch):
     assert any("backbones.onnx@gone" in p and "sise" in p for p in found), found
 
 
-def test_the_readme_onnx_example_is_a_valid_config(root, tmp_path, monkeypatch):
+def test_the_docs_onnx_example_is_a_valid_config(root, tmp_path, monkeypatch):
     from snakemake.utils import validate
 
     from pipeline import catalog, configcheck
 
-    text = (root / "README.md").read_text()
+    text = (root / "docs/backbones.md").read_text()
     blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
     example = yaml.safe_load(next(b for b in blocks if "onnx@hsemotion" in b))
     model = tmp_path / "enet_b0_8_best_vgaf.onnx"

@@ -1,4 +1,4 @@
-"""Every command of README's ```bash blocks runs as written.
+"""Every command of the ```bash blocks of README and the documentation (docs/) runs as written.
 
 `make` targets are dry-run (`make -n`: `make report` and `make test` are what a newcomer and
 CI run anyway); Snakemake commands are dry-run (`-n`) in a copy of the project, where the data
@@ -9,6 +9,7 @@ placeholder path fails this test until it is taught here how to run it.
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -43,13 +44,34 @@ def bash_commands(text: str) -> list[tuple[int, str]]:
     return out
 
 
-COMMANDS = bash_commands((ROOT / "README.md").read_text())
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+COMMANDS = [
+    (f"{page.relative_to(ROOT)}:{line}", command)
+    for page in PAGES
+    for line, command in bash_commands(page.read_text(encoding="utf-8"))
+]
 
 
-def test_the_readme_has_the_commands_this_test_knows():
+def ids(commands) -> list[str]:
+    return [where.replace("/", "-").replace(".md:", "-line") for where, _ in commands]
+
+
+def test_the_docs_have_the_commands_this_test_knows():
     words = {shlex.split(c, comments=True)[0] for _, c in COMMANDS}
     assert words == {"make", "snakemake", ".venv/bin/python"}, words
     assert len(COMMANDS) >= 10  # the blocks were found (a renamed fence would hide them)
+    readme = [where for where, _ in COMMANDS if where.startswith("README.md")]
+    assert len(readme) >= 4, readme  # the two commands, your own data, predict
+
+
+def test_the_readme_is_short_and_links_every_page_of_the_docs():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")}
+    linked = set(re.findall(r"\(docs/([\w-]+\.md)", text))
+    assert linked == pages, pages ^ linked
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert all(f": {page}" in nav for page in pages), "a page missing from mkdocs.yml's nav"
 
 
 def tiny_video(path: Path, seed: int) -> None:
@@ -116,14 +138,14 @@ MAKE = [(n, c) for n, c in COMMANDS if c.startswith("make")]
 PYTHON = [(n, c) for n, c in COMMANDS if c.startswith(".venv/bin/python")]
 
 
-@pytest.mark.parametrize("line,command", MAKE, ids=[f"line{n}" for n, _ in MAKE])
+@pytest.mark.parametrize("line,command", MAKE, ids=ids(MAKE))
 def test_make_commands_exist(line, command):
     target = shlex.split(command, comments=True)[1:]
     done = subprocess.run(["make", "-n", *target], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr}"
+    assert done.returncode == 0, f"{line}: {command}\n{done.stderr}"
 
 
-@pytest.mark.parametrize("line,command", SNAKEMAKE, ids=[f"line{n}" for n, _ in SNAKEMAKE])
+@pytest.mark.parametrize("line,command", SNAKEMAKE, ids=ids(SNAKEMAKE))
 def test_snakemake_commands_plan_as_written(line, command, project, placeholders):
     args = substituted(command, placeholders)
     done = subprocess.run(
@@ -134,7 +156,7 @@ def test_snakemake_commands_plan_as_written(line, command, project, placeholders
         timeout=600,
     )
     output = done.stdout + done.stderr
-    assert done.returncode == 0, f"README line {line}: {command}\n{output[-3000:]}"
+    assert done.returncode == 0, f"{line}: {command}\n{output[-3000:]}"
     assert "This was a dry-run" in output, output[-3000:]
 
 
@@ -144,25 +166,25 @@ STREAM = [(n, c) for n, c in PYTHON if "-m pipeline.predict.stream" in c]
 PYTHON = [(n, c) for n, c in PYTHON if (n, c) not in INSPECT + EXPORT + STREAM]
 
 
-@pytest.mark.parametrize("line,command", STREAM, ids=[f"line{n}" for n, _ in STREAM])
+@pytest.mark.parametrize("line,command", STREAM, ids=ids(STREAM))
 def test_stream_commands_run_on_the_tiny_run(line, command, run, tmp_path):
     """A camera index is replaced by one of the tiny run's videos (no camera here)."""
     workdir, _ = run
     args = substituted(command, {})
-    assert args[3].isdigit(), f"README line {line}: teach this test the source {args[3]}"
+    assert args[3].isdigit(), f"{line}: teach this test the source {args[3]}"
     args[3] = "data/demo/videos/s01_anger_1.mp4"
     out = tmp_path / "live.csv"
     args = [a if a != args[args.index("--out") + 1] else str(out) for a in args]
     done = subprocess.run(
         [sys.executable, *args[1:]], cwd=workdir, capture_output=True, text=True, timeout=600
     )
-    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{line}: {command}\n{done.stderr[-3000:]}"
     assert (
         out.read_text().startswith("frame,time_s,face,") and len(out.read_text().splitlines()) > 10
     )
 
 
-@pytest.mark.parametrize("line,command", EXPORT, ids=[f"line{n}" for n, _ in EXPORT])
+@pytest.mark.parametrize("line,command", EXPORT, ids=ids(EXPORT))
 def test_export_commands_run_on_the_tiny_run(line, command, run, tmp_path):
     workdir, _ = run
     args = substituted(command, {})
@@ -171,33 +193,33 @@ def test_export_commands_run_on_the_tiny_run(line, command, run, tmp_path):
     done = subprocess.run(
         [sys.executable, *args[1:]], cwd=workdir, capture_output=True, text=True, timeout=600
     )
-    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{line}: {command}\n{done.stderr[-3000:]}"
     assert (out / "index.csv").is_file() and len(list(out.glob("*.csv"))) > 1
 
 
-@pytest.mark.parametrize("line,command", INSPECT, ids=[f"line{n}" for n, _ in INSPECT])
+@pytest.mark.parametrize("line,command", INSPECT, ids=ids(INSPECT))
 def test_onnx_inspection_lists_a_models_names(line, command, fer_onnx):
     """The placeholder model is the fer-minixception port exported to ONNX."""
     args = shlex.split(command, comments=True)
     assert args[-1].startswith("/path/to/") and args[-1].endswith(".onnx"), args
     args = substituted(command, {args[-1]: str(fer_onnx)})
     done = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{line}: {command}\n{done.stderr[-3000:]}"
     assert "input 'image': shape ['n', 1, 64, 64]" in done.stdout, done.stdout
     assert "output 'logits': shape ['n', 7]" in done.stdout, done.stdout
 
 
-@pytest.mark.parametrize("line,command", PYTHON, ids=[f"line{n}" for n, _ in PYTHON])
+@pytest.mark.parametrize("line,command", PYTHON, ids=ids(PYTHON))
 def test_python_commands_run_on_the_tiny_run(line, command, run, tmp_path):
     workdir, _ = run
     args = substituted(command, {})
-    assert args[1:3] == ["-m", "pipeline.predict"], f"README line {line}: teach this test {args}"
+    assert args[1:3] == ["-m", "pipeline.predict"], f"{line}: teach this test {args}"
     video = workdir / args[3]
-    assert video.exists(), f"README line {line}: the tiny run has no {args[3]}"
+    assert video.exists(), f"{line}: the tiny run has no {args[3]}"
     out = tmp_path / "out"
     args = [a if a != args[args.index("--out") + 1] else str(out) for a in args]
     done = subprocess.run(
         [sys.executable, *args[1:]], cwd=workdir, capture_output=True, text=True, timeout=600
     )
-    assert done.returncode == 0, f"README line {line}: {command}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{line}: {command}\n{done.stderr[-3000:]}"
     assert any(out.iterdir())
