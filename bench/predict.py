@@ -55,6 +55,7 @@ def untrained_model(folder: Path, name: str = "gru") -> Path:
 
     from pipeline.backbones import build_backbone
     from pipeline.models import build_model
+    from pipeline.settings import Preprocessing
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     hog = config["backbones"]["hog"] or {}
@@ -73,29 +74,22 @@ def untrained_model(folder: Path, name: str = "gru") -> Path:
         "input_shape": list(shape),
         "clip_length": length,
         "normalize": "none",
-        "preprocessing": {
-            "decode": {k: config["dataset"][k] for k in ("folder_fps", "target_fps")},
-            "face": config["face"],
-            "frontalize": config["frontalize"],
-            "clips": config["clips"],
-            "backbone": {"name": "hog", "params": hog},
-            "normalize": "none",
-        },
+        "preprocessing": Preprocessing.from_config(config, "hog", "none").to_dict(),
     }
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "meta": meta}, folder / "model.pt")
     return folder
 
 
-def stage(videos, workdir: Path, detector, pre: dict) -> None:
+def stage(videos, workdir: Path, detector, pre) -> None:
     """The face stage on one shard with the model's settings, files on disk."""
     from pipeline import frontalize
     from pipeline.faces.stage import detect_shard
 
     workdir.mkdir(parents=True, exist_ok=True)
     faces, aligned = workdir / "faces.h5", workdir / "aligned.h5"
-    detect_shard(videos.reset_index(drop=True), str(faces), pre["face"], "fail", detector)
-    front = {**frontalize.DEFAULTS, **pre["frontalize"]}
+    detect_shard(videos.reset_index(drop=True), str(faces), pre.face, "fail", detector)
+    front = {**frontalize.DEFAULTS, **pre.frontalize}
     frontalize.frontalize_shard(
         videos, str(faces), str(aligned), workdir / "montages", front, "fail"
     )
@@ -112,9 +106,9 @@ def _worker(side: str, videos, model: str, threads: int, workdir: str, barrier, 
         from pipeline.faces.detector import Detector
 
         set_threads(torch_threads(threads))  # as the DAG's face jobs
-        _, metas = predict.load_models(predict.find_checkpoints(model), "cpu")
-        pre = metas[0]["preprocessing"]
-        detector = Detector({**pre["face"], "device": "cpu"})
+        _, _, pres = predict.load_models(predict.find_checkpoints(model), "cpu")
+        pre = pres[0]
+        detector = Detector({**pre.face, "device": "cpu"})
         stage(videos.iloc[:1], work / "warm", detector, pre)
 
         def run():

@@ -186,8 +186,9 @@ def problems(config: dict) -> list[str]:
     ):  # the annotation files, before any job (an adapter's sheet: the targets stage checks)
         from pipeline.datasets.sheet import annotation_problems
 
-        out += annotation_problems(dataset["sheet"], dataset.get("root"),
-                                   dataset.get("annotation") or {})  # fmt: skip
+        out += annotation_problems(
+            dataset["sheet"], dataset.get("root"), dataset.get("annotation") or {}
+        )
     try:
         catalog.experiments(config)
     except ConfigError as err:

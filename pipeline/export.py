@@ -275,16 +275,32 @@ def export(
             row = {"video_id": vid, "subject": rec.subject, "label": rec.label, "fold": fold}
             if vid not in face_groups:
                 reason = skipped.get(vid, "no face data (the face stage did not write this video)")
-                rows.append({**row, "status": "skipped", "reason": reason, "n_frames": 0,
-                             "face_frames": 0, "file": ""})  # fmt: skip
+                rows.append(
+                    {
+                        **row,
+                        "status": "skipped",
+                        "reason": reason,
+                        "n_frames": 0,
+                        "face_frames": 0,
+                        "file": "",
+                    }
+                )
                 continue
             frames = frame_table(
                 vid, face_groups[vid], aligned_groups.get(vid), sources, predicted, fold
             )
             name = safe_name(vid)
             write_csv_atomic(out_dir / name, frames)
-            rows.append({**row, "status": "done", "reason": "", "n_frames": len(frames),
-                         "face_frames": int(frames.face.sum()), "file": name})  # fmt: skip
+            rows.append(
+                {
+                    **row,
+                    "status": "done",
+                    "reason": "",
+                    "n_frames": len(frames),
+                    "face_frames": int(frames.face.sum()),
+                    "file": name,
+                }
+            )
     index = pd.DataFrame(
         rows,
         columns=[
@@ -297,7 +313,7 @@ def export(
             "n_frames",
             "face_frames",
             "file",
-        ],  # fmt: skip
+        ],
     )
     index["fold"] = index["fold"].astype("Int64")
     write_csv_atomic(out_dir / "index.csv", index)

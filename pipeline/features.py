@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -47,14 +47,28 @@ def source(backbone, group: h5py.Group, where: str) -> h5py.Dataset:
     return group[name]
 
 
+def as_stored(backbone, feats: np.ndarray) -> np.ndarray:
+    """A backbone's outputs as the feature store keeps them (vectors as float16): what every
+    model is trained on, so prediction and the live stream round them the same way."""
+    return feats.astype(np.float16) if backbone.kind == catalog.VECTORS else feats
+
+
+def batches(backbone, frames) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, outputs) of `backbone` over aligned (T, ...) frames, batch by batch, as stored."""
+    for start in range(0, len(frames), BATCH):
+        yield start, as_stored(backbone, backbone(frames[start : start + BATCH]))
+
+
+def features_of(backbone, frames) -> np.ndarray:
+    """`backbone`'s (T, ...) outputs of one video's aligned frames, in memory (prediction)."""
+    return np.concatenate([feats for _, feats in batches(backbone, frames)])
+
+
 def extract(backbone, frames: h5py.Dataset, out: h5py.Group, name: str) -> h5py.Dataset:
     """Run `backbone` over an aligned (T, ...) dataset batch by batch into out[name]."""
     n = len(frames)
     ds = None
-    for start in range(0, n, BATCH):
-        feats = backbone(frames[start : start + BATCH])
-        if backbone.kind == catalog.VECTORS:
-            feats = feats.astype(np.float16)
+    for start, feats in batches(backbone, frames):
         if ds is None:
             shape = (n, *feats.shape[1:])
             ds = out.create_dataset(

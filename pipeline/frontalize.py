@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -106,17 +107,20 @@ def frontalize_video(
     method: str,
     frontalizer: Frontalizer,
     decode: dict,
-    out: h5py.Group,
+    allocate: Callable[[tuple[int, ...]], np.ndarray],
     tiles: dict | None = None,
     points5: str = "dlib",
-    compression: str = "none",
     decoded: Iterable | None = None,
+    cropped: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Warp every frame of one video into out["frames"]; return the per-frame pose arrays.
+    """Warp every frame of one video into the (T, size, size, 3) uint8 array `allocate(shape)`
+    returns (a dataset of the stage's HDF5 file, or an array in memory for prediction); return
+    the per-frame pose arrays. `det`: the face stage's arrays of the video (valid, landmarks,
+    scores, landmarks68 when dlib ran); `cropped`: its frames are face crops already.
     `tiles`, if given, receives the crops of the frames its montage shows (frame → crop).
     `points5`: the similarity warp's five points from the 68 landmarks (`dlib`, when the video
-    has them) or MTCNN's own (`mtcnn`). `compression`: the crops' filter (COMPRESSIONS).
-    `decoded`, if given, are the video's frames decoded already (iter_lazy's)."""
+    has them) or MTCNN's own (`mtcnn`). `decoded`, if given, are the video's frames decoded
+    already (iter_lazy's)."""
     valid = det["valid"][:]
     n = len(valid)
     landmarks = fill_nearest(det["landmarks"][:], valid)
@@ -130,16 +134,9 @@ def frontalize_video(
         )
     if lm68 is not None:
         lm68 = fill_nearest(lm68, valid)
-    cropped = bool(det.attrs.get("cropped", False))
     if points5 == "dlib" and lm68 is not None and not cropped:
         landmarks = five_points(lm68)
-    frames = out.create_dataset(
-        "frames",
-        shape=(n, size, size, 3),
-        dtype=np.uint8,
-        chunks=frame_chunks((n, size, size, 3)),
-        compression=None if compression == "none" else compression,
-    )
+    frames = allocate((n, size, size, 3))
     pose = {k: np.full(n, np.nan, np.float32) for k in ("yaw", "pitch", "roll", "visible")}
     points = np.full((n, 68, 2), np.nan, np.float32) if lm68 is not None else None
     frontalizer.reset()
@@ -193,6 +190,17 @@ def frontalize_video(
         if fitted.any():  # like the crops: frames without a face hold the nearest face's
             pose["points"] = fill_nearest(points, fitted)
     return pose
+
+
+def crops_dataset(group: h5py.Group, compression: str, shape: tuple[int, ...]) -> h5py.Dataset:
+    """The stage's `frames` dataset of a video: chunked by clip, filtered by `compression`."""
+    return group.create_dataset(
+        "frames",
+        shape=shape,
+        dtype=np.uint8,
+        chunks=frame_chunks(shape),
+        compression=None if compression == "none" else compression,
+    )
 
 
 def montage_picks(n: int, tiles: int = 8) -> list[int]:
@@ -275,10 +283,10 @@ def frontalize_shard(
                     method,
                     frontalizer,
                     decode_options(rec),
-                    group,
+                    partial(crops_dataset, group, compression),
                     tiles,
                     points5,
-                    compression,
+                    cropped=bool(det.attrs.get("cropped", False)),
                 )
             except VideoError as err:
                 if on_error == "fail":

@@ -237,21 +237,47 @@ class FusedReader(Clips):
             reader.close()
 
 
-class CalibratedReader(Clips):
-    """Clips of another reader, each video's frames standardised per person.
+NORMALIZE = ("none", "per_subject", "calibrated")
 
-    `normalize` (`cv.normalize` or a model's own `normalize`):
 
-    - `per_subject` (transductive): with the mean and std over every frame of the subject's
-      videos listed in `subject_of`, test videos included (labels are never used), the way
-      OpenFace calibrates action units per person; a test subject's statistics come from its
-      own unlabelled test clips.
-    - `calibrated` (inductive for the test clip): with the statistics of the subject's *other*
-      videos only, never the video itself; a deployment records the person once, unlabelled,
-      and calibrates on that recording. Needs at least two videos per subject.
+class Calibration:
+    """Person calibration (`cv.normalize`, or a model's own `normalize`), the one
+    implementation: training (`CalibratedReader`), prediction and the live stream call it.
+
+    - `none`: features as they are.
+    - `per_subject` (transductive): standardised with the mean and std of the person's own
+      frames (`own`: their `frame_sums`): in training every frame of the subject's videos, test
+      videos included (labels are never used), the way OpenFace calibrates action units per
+      person; for a new video its own frames; in a stream the frames seen so far.
+    - `calibrated` (inductive for the clip): with the statistics of the person's *other*
+      videos only (`others`: their `frame_sums`), never the frames standardised; a deployment
+      records the person once, unlabelled, and calibrates on that recording.
 
     Features constant over the calibration frames are only centred.
     """
+
+    def __init__(self, normalize: str, others: np.ndarray | None = None):
+        if normalize not in NORMALIZE:
+            raise ConfigError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+        if normalize == "calibrated" and others is None:
+            raise ConfigError("normalize calibrated needs the person's other videos")
+        self.normalize = normalize
+        self.others = None if others is None else stats_of(others)
+
+    def __call__(self, frames, own: np.ndarray | None = None) -> np.ndarray:
+        """(T, ...) frames standardised as the protocol says; `own` (per_subject): the
+        `frame_sums` of the person's frames, by default of `frames` themselves."""
+        if self.normalize == "none":
+            return frames
+        if self.normalize == "calibrated":
+            return standardise(frames, *self.others)
+        return standardise(frames, *stats_of(frame_sums(frames) if own is None else own))
+
+
+class CalibratedReader(Clips):
+    """Clips of another reader, each video's frames standardised per person (`Calibration`):
+    `per_subject` with every frame of the subject's videos listed in `subject_of`,
+    `calibrated` with the subject's other videos (at least two videos per subject)."""
 
     def __init__(self, reader: Clips, subject_of: dict[str, str], normalize: str):
         if normalize not in ("per_subject", "calibrated"):
@@ -271,13 +297,17 @@ class CalibratedReader(Clips):
                     f"videos, but subject(s) {', '.join(map(str, alone))} have a single video; "
                     "use per_subject or none, or add videos"
                 )
-            self.stats = {v: stats_of(totals[s] - sums[v]) for v, s in self.subject_of.items()}
+            self.person = {
+                v: (Calibration(normalize, totals[s] - sums[v]), None)
+                for v, s in self.subject_of.items()
+            }
         else:
-            by_subject = {s: stats_of(t) for s, t in totals.items()}
-            self.stats = {v: by_subject[s] for v, s in self.subject_of.items()}
+            by_subject = {s: Calibration(normalize) for s in totals}
+            self.person = {v: (by_subject[s], totals[s]) for v, s in self.subject_of.items()}
 
     def video(self, video_id: str) -> np.ndarray:
-        return standardise(self.reader.video(video_id), *self.stats[video_id])
+        calibration, own = self.person[video_id]
+        return calibration(self.reader.video(video_id), own)
 
     def close(self) -> None:
         self.reader.close()

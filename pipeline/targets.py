@@ -127,8 +127,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             f.create_group(vid).create_dataset("values", data=values)
     write_csv_atomic(args.qc, qc)
     labelled = np.mean([np.isfinite(v).mean() for v in targets.values()])
-    log.info("%d videos, dimensions %s, %.1f %% of frames labelled",
-             len(targets), ", ".join(dimensions), 100 * labelled)  # fmt: skip
+    log.info(
+        "%d videos, dimensions %s, %.1f %% of frames labelled",
+        len(targets),
+        ", ".join(dimensions),
+        100 * labelled,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """One source of truth for names, keys and defaults, and the config checks of configcheck.py.
 
 The schema documents every key with its default; the Python side applies them (constructor
-signatures, engine.Training, the stages' DEFAULTS). These tests fail when the two disagree.
+signatures, settings.Training, the stages' DEFAULTS). These tests fail when the two disagree.
 """
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+from functools import partial
+
 import numpy as np
 
 from pipeline.faces.reference3d import TEMPLATE_112
@@ -233,7 +235,7 @@ def test_montage_tiles_kept_while_aligning_are_the_stored_frames(tmp_path, face_
 
     from pipeline.datasets import demo
     from pipeline.faces.stage import detect_video
-    from pipeline.frontalize import Frontalizer, frontalize_video, montage_picks
+    from pipeline.frontalize import Frontalizer, crops_dataset, frontalize_video, montage_picks
     from pipeline.video import write_video
 
     path = tmp_path / "v.mp4"
@@ -247,7 +249,10 @@ def test_montage_tiles_kept_while_aligning_are_the_stored_frames(tmp_path, face_
         tiles: dict = {}
         decode = {"target_fps": None, "folder_fps": 30.0}
         out = f.create_group("aligned")
-        pose = frontalize_video(str(path), det, 112, method, Frontalizer(112), decode, out, tiles)
+        frames = partial(crops_dataset, out, "none")
+        pose = frontalize_video(
+            str(path), det, 112, method, Frontalizer(112), decode, frames, tiles
+        )
         assert sorted(tiles) == montage_picks(21) == [0, 3, 6, 9, 11, 14, 17, 20]
         for t, crop in tiles.items():
             assert (crop == out["frames"][t]).all()
@@ -259,7 +264,7 @@ def test_compression_changes_the_bytes_on_disk_not_the_crops(tmp_path, face_tool
 
     from pipeline.datasets import demo
     from pipeline.faces.stage import detect_video
-    from pipeline.frontalize import Frontalizer, frontalize_video
+    from pipeline.frontalize import Frontalizer, crops_dataset, frontalize_video
     from pipeline.video import write_video
 
     path = tmp_path / "v.mp4"
@@ -274,8 +279,8 @@ def test_compression_changes_the_bytes_on_disk_not_the_crops(tmp_path, face_tool
         stored = {}
         for compression in ("none", "lzf"):
             out = f.create_group(compression)
-            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode, out,
-                             compression=compression)  # fmt: skip
+            frames = partial(crops_dataset, out, compression)
+            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode, frames)
             stored[compression] = out["frames"]
         assert stored["none"].compression is None and stored["lzf"].compression == "lzf"
         assert np.array_equal(stored["none"][:], stored["lzf"][:])
@@ -289,7 +294,7 @@ def test_the_similarity_warp_takes_its_five_points_from_the_68_landmarks(tmp_pat
     from pipeline.faces.landmarks import five_points
     from pipeline.faces.reference3d import FRONTAL_68
     from pipeline.faces.stage import detect_video
-    from pipeline.frontalize import Frontalizer, frontalize_video
+    from pipeline.frontalize import Frontalizer, crops_dataset, frontalize_video
     from pipeline.video import write_video
 
     # the frontal reference's 68 points give its eye centres, nose tip and mouth corners
@@ -306,8 +311,10 @@ def test_the_similarity_warp_takes_its_five_points_from_the_68_landmarks(tmp_pat
         decode = {"target_fps": None, "folder_fps": 30.0}
         for points in ("dlib", "mtcnn"):
             out = f.create_group(points)
-            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode, out,
-                             points5=points)  # fmt: skip
+            frames = partial(crops_dataset, out, "none")
+            frontalize_video(
+                str(path), det, 112, "similarity", Frontalizer(112), decode, frames, points5=points
+            )
             crops[points] = out["frames"][:].astype(float)
     moved = np.abs(crops["dlib"] - crops["mtcnn"]).mean()
     assert 0 < moved < 40  # the same face, placed a little differently

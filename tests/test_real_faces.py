@@ -180,7 +180,9 @@ def test_calibrated_standardises_each_video_with_its_subjects_other_videos(tmp_p
     videos["a0"] = videos["a0"] + 100
     moved = open_reader([feature_file(tmp_path / "g.h5", "hog", videos)], "calibrated", subjects)
     lifted = moved.video("a0") - calibrated.video("a0")
-    assert lifted.mean() == pytest.approx(100 / calibrated.stats["a0"][1].mean(), rel=0.1)
+    assert lifted.mean() == pytest.approx(
+        100 / calibrated.person["a0"][0].others[1].mean(), rel=0.1
+    )
     with pytest.raises(ConfigError, match="subject.*c have a single video"):
         open_reader([path], "calibrated", {**subjects, "b1": "c"})
 

@@ -148,3 +148,45 @@ def test_a_source_that_is_not_a_video_is_named(run, tmp_path):
     )
     assert done.returncode != 0
     assert "stdin: cannot open the stream" in done.stderr.decode(), done.stderr.decode()[-2000:]
+
+
+@pytest.mark.parametrize("name", ["gru/hog", "statspool/geometry+hog"])
+def test_the_dag_predict_and_the_stream_agree_on_the_same_faces(run, tmp_path, name):
+    """One preprocessing contract: a fold's model on one of its test videos gives the DAG's
+    own test predictions through `pipeline.predict` and through the stream's live loop, fed
+    the faces the face stage aligned (the stream finds its faces causally, frame by frame,
+    so its crops differ; from the crops on, the three share every step)."""
+    import h5py
+
+    from pipeline.common import read_csv
+    from pipeline.predict.online import Live
+    from pipeline.predict.predictor import Predictor
+
+    workdir, _ = run
+    folds = read_csv(workdir / "results/folds.csv").set_index("video_id")
+    videos = read_csv(workdir / "results/dataset/videos.csv").set_index("video_id")
+    vid = sorted(folds.index)[0]
+    fold = int(folds.fold[vid])
+    model = workdir / f"results/models/{name}/fold{fold}"
+    truth = read_csv(model / "predictions.csv")
+    truth = truth[truth.video_id == vid].reset_index(drop=True)
+    cols = [c for c in truth.columns if c.startswith("p_")]
+    predictor = Predictor(str(model), "cpu", 1)
+    predictor.video(str(workdir / videos.path[vid]), tmp_path / "predict")
+    windows = read_csv(tmp_path / "predict" / "windows.csv")
+    np.testing.assert_allclose(windows[cols], truth[cols], atol=1e-5)  # predict = the DAG
+
+    live = Live(predictor)
+    for shard in sorted((workdir / "results/aligned").glob("shard-*.h5")):
+        with h5py.File(shard, "r") as f:
+            if vid in f:
+                crops, points = f[vid]["frames"][:], f[vid]["points"][:]
+    ends = {}
+    for t in range(len(crops)):
+        probs = live.advance({"face": True, "crop": crops[t], "points": points[t]})
+        if probs is not None:
+            ends[t + 1] = probs
+    full = truth[truth.stop - truth.start == live.length]
+    assert len(full) > 0
+    for _, row in full.iterrows():
+        np.testing.assert_allclose(ends[row.stop], row[cols].to_numpy(float), atol=1e-5)

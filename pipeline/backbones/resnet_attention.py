@@ -11,7 +11,7 @@ subjects of a fold never shape the features it is evaluated on.
 
 Training: `frames_per_video` evenly spaced valid frames of every training video, labelled
 with their video's label, half of each batch mirrored; class-weighted cross-entropy, Adam,
-`epochs` epochs on every training subject (no inner split: `engine.Training(val_subjects=0)`).
+`epochs` epochs on every training subject (no inner split: `settings.Training(val_subjects=0)`).
 
 Features per frame: the globally pooled activations of the last stage (`width × 4` values).
 Input: the aligned face resized to `size` (default 64), RGB, scaled to [0, 1] and standardised

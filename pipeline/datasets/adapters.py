@@ -46,10 +46,18 @@ DFEW_LABELS = {
     7: "fear",
 }
 NAMES = {
-    "angry": "anger", "anger": "anger", "disgust": "disgust", "fear": "fear",
-    "happy": "happiness", "happiness": "happiness", "neutral": "neutral",
-    "sad": "sadness", "sadness": "sadness", "surprise": "surprise", "contempt": "contempt",
-}  # fmt: skip
+    "angry": "anger",
+    "anger": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happiness",
+    "happiness": "happiness",
+    "neutral": "neutral",
+    "sad": "sadness",
+    "sadness": "sadness",
+    "surprise": "surprise",
+    "contempt": "contempt",
+}
 
 
 def _sorted(paths) -> list[Path]:
@@ -242,11 +250,16 @@ def send(root: Path) -> pd.DataFrame:
     notes = _by_stem(_sorted(ratings.rglob("*.csv")), "ratings file")
     return pd.DataFrame(
         [
-            {"path": v.relative_to(root).as_posix(), "subject": stem.split("_")[0], "label": "-",
-             "video_id": derive_video_id(stem), "annotation": a.relative_to(root).as_posix()}
+            {
+                "path": v.relative_to(root).as_posix(),
+                "subject": stem.split("_")[0],
+                "label": "-",
+                "video_id": derive_video_id(stem),
+                "annotation": a.relative_to(root).as_posix(),
+            }
             for stem, v, a in _paired(root, videos, notes, "ratings")
         ]
-    )  # fmt: skip
+    )
 
 
 def affwild2(root: Path) -> pd.DataFrame:
@@ -271,9 +284,16 @@ def affwild2(root: Path) -> pd.DataFrame:
     for stem, v, a in _paired(root, videos, notes, "annotation"):
         folder = a.parent.name.lower()
         split = "train" if folder.startswith("train") else "val" if folder.startswith("val") else ""
-        rows.append({"path": v.relative_to(root).as_posix(), "subject": stem, "label": "-",
-                     "video_id": derive_video_id(stem), "annotation": a.relative_to(root).as_posix(),
-                     **({"split": split} if split else {})})  # fmt: skip
+        rows.append(
+            {
+                "path": v.relative_to(root).as_posix(),
+                "subject": stem,
+                "label": "-",
+                "video_id": derive_video_id(stem),
+                "annotation": a.relative_to(root).as_posix(),
+                **({"split": split} if split else {}),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -159,11 +159,14 @@ def read_annotation(
         return None, problems
     return (
         Annotation(
-            name, unit, np.asarray(times), np.asarray(values, np.float64).reshape(-1, len(wanted)),
+            name,
+            unit,
+            np.asarray(times),
+            np.asarray(values, np.float64).reshape(-1, len(wanted)),
             wanted,
         ),
         [],
-    )  # fmt: skip
+    )
 
 
 def read_all(

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -50,75 +49,21 @@ from pipeline.common import (
     write_csv_atomic,
     write_text_atomic,
 )
+from pipeline.datasets.findings import (
+    Findings,
+    first_few,
+    how_differs,
+    lines_of,
+    named_few,
+    normal_form,
+    plural,
+    where_in_sheet,
+)
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["check", "severity", "rows", "videos", "message"]
-SEVERITIES = ("error", "warning", "info")
 FPS_RATIO = 1.5  # a frame rate beyond this factor of the median is an outlier
 SIZE_RATIO = 2.0  # a short side beyond this factor of the median is an outlier
-SHOWN = 8  # videos named in a message before "and N more"
-
-
-def normal_form(label: str) -> str:
-    """A label as compared for variants: Unicode NFKC, invisible format characters (zero-width
-    spaces…) removed, case folded, runs of whitespace as one space, stripped."""
-    text = unicodedata.normalize("NFKC", label)
-    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
-    return re.sub(r"\s+", " ", text.casefold()).strip()
-
-
-def how_differs(a: str, b: str) -> str:
-    if a.casefold() == b.casefold():
-        return "case"
-    nfkc = (unicodedata.normalize("NFKC", a), unicodedata.normalize("NFKC", b))
-    if nfkc[0] == nfkc[1] or nfkc[0].casefold() == nfkc[1].casefold():
-        return "Unicode form"
-    return "whitespace or invisible characters"
-
-
-def _lines(rows: pd.DataFrame) -> str:
-    return ";".join(str(int(x)) for x in sorted(rows.line))
-
-
-def _ids(rows: pd.DataFrame) -> str:
-    return ";".join(rows.sort_values("line").video_id)
-
-
-def _first(items: list[str]) -> str:
-    """The first SHOWN items and how many more."""
-    more = len(items) - SHOWN
-    return ", ".join(items[:SHOWN]) + (f" and {more} more" if more > 0 else "")
-
-
-def _named(rows: pd.DataFrame, detail=None) -> str:
-    """The first videos of `rows` by id (with `detail(row)`), and how many more."""
-    return _first(
-        [f"{r.video_id}{f' ({detail(r)})' if detail else ''}"
-         for r in rows.sort_values("line").itertuples()]
-    )  # fmt: skip
-
-
-def _where(rows: pd.DataFrame) -> str:
-    """Where a few rows are, for a message: ", line 9", ", lines 9, 12", ", lines 9, … (20)"."""
-    lines = [str(x) for x in sorted(rows.line)]
-    shown = ", ".join(lines[:SHOWN]) + (f" … ({len(lines)})" if len(lines) > SHOWN else "")
-    return f", line{'s' if len(lines) > 1 else ''} {shown}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-class Findings(list):
-    def add(self, check: str, severity: str, rows: pd.DataFrame, message: str) -> None:
-        self.append({"check": check, "severity": severity, "rows": _lines(rows),
-                     "videos": _ids(rows), "message": message})  # fmt: skip
-
-    def table(self) -> pd.DataFrame:
-        order = {s: i for i, s in enumerate(SEVERITIES)}
-        out = pd.DataFrame(list(self), columns=COLUMNS)
-        return out.sort_values("severity", key=lambda s: s.map(order), kind="stable")
 
 
 def apply_aliases(videos: pd.DataFrame, aliases: dict, found: Findings) -> pd.DataFrame:
@@ -132,9 +77,12 @@ def apply_aliases(videos: pd.DataFrame, aliases: dict, found: Findings) -> pd.Da
         found.add("aliases", "info", hit, f"dataset.label_aliases mapped {len(hit)} rows: {pairs}")
     unused = sorted(set(aliases) - set(videos.label))
     if unused:
-        found.add("aliases", "info", videos.iloc[:0],
-                  f"dataset.label_aliases {', '.join(map(repr, unused))} matched no label of the "
-                  "sheet")  # fmt: skip
+        found.add(
+            "aliases",
+            "info",
+            videos.iloc[:0],
+            f"dataset.label_aliases {', '.join(map(repr, unused))} matched no label of the sheet",
+        )
     return videos.assign(label=mapped)
 
 
@@ -157,7 +105,7 @@ def label_checks(videos: pd.DataFrame, known: Sequence[str] | None, found: Findi
         others = [s for s in spellings.index if s != canonical]
         variants.update(dict.fromkeys(others, canonical))
         listing = ", ".join(
-            f"{s!r} ({_plural(n, 'video')}{_where(rows[rows.label == s]) if s in others else ''})"
+            f"{s!r} ({plural(n, 'video')}{where_in_sheet(rows[rows.label == s]) if s in others else ''})"
             for s, n in spellings.items()
         )
         why = "; ".join(
@@ -169,20 +117,32 @@ def label_checks(videos: pd.DataFrame, known: Sequence[str] | None, found: Findi
             head = f"label {listing} is not in dataset.labels: {why}"
         where = " (as dataset.labels spells it)" if target else ""
         fix = json.dumps({s: canonical for s in others}, ensure_ascii=False)
-        found.add("label_variant", "error", rows,
-                  f"{head}. If they are one class{where}, map them: dataset.label_aliases: "
-                  f"{fix}; else rename them in the sheet")  # fmt: skip
+        found.add(
+            "label_variant",
+            "error",
+            rows,
+            f"{head}. If they are one class{where}, map them: dataset.label_aliases: "
+            f"{fix}; else rename them in the sheet",
+        )
     if known:
         unknown = videos[~videos.label.isin(known) & ~videos.label.isin(variants)]
         for label, rows in unknown.groupby("label", sort=True):
-            found.add("unknown_label", "error", rows,
-                      f"label {label!r} ({_plural(len(rows), 'video')}) is not in dataset.labels "
-                      f"({', '.join(known)}); add it there, map it with dataset.label_aliases, "
-                      "or correct the sheet")  # fmt: skip
+            found.add(
+                "unknown_label",
+                "error",
+                rows,
+                f"label {label!r} ({plural(len(rows), 'video')}) is not in dataset.labels "
+                f"({', '.join(known)}); add it there, map it with dataset.label_aliases, "
+                "or correct the sheet",
+            )
     if videos.label.nunique() == 1:
-        found.add("one_class", "error", videos,
-                  f"every video has the label {videos.label.iloc[0]!r}: there is nothing to "
-                  "classify; check the sheet's label column")  # fmt: skip
+        found.add(
+            "one_class",
+            "error",
+            videos,
+            f"every video has the label {videos.label.iloc[0]!r}: there is nothing to "
+            "classify; check the sheet's label column",
+        )
     return variants
 
 
@@ -199,10 +159,14 @@ def duplicate_checks(videos: pd.DataFrame, found: Findings) -> None:
         if _persons(rows):
             persons.append(rows)
             continue
-        found.add("duplicate_path", "error", rows,
-                  f"lines {', '.join(_lines(rows).split(';'))} list the same file {path!r}: "
-                  "list each video once (or, for several people in it, each row with its own "
-                  "subject and reference photo)")  # fmt: skip
+        found.add(
+            "duplicate_path",
+            "error",
+            rows,
+            f"lines {', '.join(lines_of(rows).split(';'))} list the same file {path!r}: "
+            "list each video once (or, for several people in it, each row with its own "
+            "subject and reference photo)",
+        )
     content = videos[videos.content.astype(bool)]
     for _, rows in content[content.content.duplicated(keep=False)].groupby("content"):
         if rows.path.nunique() < 2:
@@ -211,20 +175,32 @@ def duplicate_checks(videos: pd.DataFrame, found: Findings) -> None:
             persons.append(rows)
             continue
         subjects = rows.subject.unique()
-        named = _named(rows, lambda r: f"line {r.line}, subject {r.subject}")
+        named = named_few(rows, lambda r: f"line {r.line}, subject {r.subject}")
         if len(subjects) > 1:
-            found.add("duplicate_content", "error", rows,
-                      f"{named} have the same frames under {len(subjects)} subjects: a test "
-                      "video would be in training; remove the copies or correct their subject")  # fmt: skip
+            found.add(
+                "duplicate_content",
+                "error",
+                rows,
+                f"{named} have the same frames under {len(subjects)} subjects: a test "
+                "video would be in training; remove the copies or correct their subject",
+            )
         else:
-            found.add("duplicate_content", "warning", rows,
-                      f"{named} have the same frames: the clip counts {len(rows)} times; "
-                      "remove the copies")  # fmt: skip
+            found.add(
+                "duplicate_content",
+                "warning",
+                rows,
+                f"{named} have the same frames: the clip counts {len(rows)} times; "
+                "remove the copies",
+            )
     if persons:
         rows = pd.concat(persons)
-        found.add("several_persons", "info", rows,
-                  f"{_plural(len(persons), 'video')} followed person by person (each row its own "
-                  f"subject and reference photo): {_named(rows)}")  # fmt: skip
+        found.add(
+            "several_persons",
+            "info",
+            rows,
+            f"{plural(len(persons), 'video')} followed person by person (each row its own "
+            f"subject and reference photo): {named_few(rows)}",
+        )
 
 
 def fold_checks(videos: pd.DataFrame, cv: dict, found: Findings) -> None:
@@ -232,9 +208,13 @@ def fold_checks(videos: pd.DataFrame, cv: dict, found: Findings) -> None:
     method, n = cv.get("method", "kfold"), videos.subject.nunique()
     need = cv.get("k", 10) if method == "kfold" else 2
     if method != "file" and n < need:
-        found.add("too_few_subjects", "error", videos,
-                  f"{_plural(n, 'subject')}, but cv.method {method} needs {need} or more: lower "
-                  "cv.k, add subjects, or check the sheet's subject column")  # fmt: skip
+        found.add(
+            "too_few_subjects",
+            "error",
+            videos,
+            f"{plural(n, 'subject')}, but cv.method {method} needs {need} or more: lower "
+            "cv.k, add subjects, or check the sheet's subject column",
+        )
 
 
 def class_checks(videos: pd.DataFrame, cv: dict, found: Findings) -> None:
@@ -244,52 +224,76 @@ def class_checks(videos: pd.DataFrame, cv: dict, found: Findings) -> None:
     for label, rows in videos.groupby("label", sort=True):
         n = rows.subject.nunique()
         if k and n < k:
-            found.add("thin_class", "warning", rows,
-                      f"class {label!r} comes from {_plural(n, 'subject')} for {k} folds: at least "
-                      f"{k - n} test folds hold none of it (its recall there is undefined), and "
-                      "the folds cannot be stratified for it")  # fmt: skip
+            found.add(
+                "thin_class",
+                "warning",
+                rows,
+                f"class {label!r} comes from {plural(n, 'subject')} for {k} folds: at least "
+                f"{k - n} test folds hold none of it (its recall there is undefined), and "
+                "the folds cannot be stratified for it",
+            )
         elif n == 1:
-            found.add("thin_class", "warning", rows,
-                      f"class {label!r} comes from one subject ({rows.subject.iloc[0]}): when "
-                      "that subject is tested, no training video has the class")  # fmt: skip
+            found.add(
+                "thin_class",
+                "warning",
+                rows,
+                f"class {label!r} comes from one subject ({rows.subject.iloc[0]}): when "
+                "that subject is tested, no training video has the class",
+            )
     per_subject = videos.groupby("subject").agg(n=("label", "size"), classes=("label", "nunique"))
     single = per_subject[(per_subject.n >= 2) & (per_subject.classes == 1)].index
     if len(single) and videos.label.nunique() > 1:
         rows = videos[videos.subject.isin(single)]
         firsts = rows.groupby("subject").label.first()
-        listing = _first([f"{s} ({label})" for s, label in firsts.items()])
-        found.add("single_class_subject", "warning", rows,
-                  f"{len(single)} of {videos.subject.nunique()} subjects show one class in all "
-                  f"their videos: {listing}; for them "
-                  "person and class coincide, and person calibration (cv.normalize) removes the "
-                  "class with the person")  # fmt: skip
+        listing = first_few([f"{s} ({label})" for s, label in firsts.items()])
+        found.add(
+            "single_class_subject",
+            "warning",
+            rows,
+            f"{len(single)} of {videos.subject.nunique()} subjects show one class in all "
+            f"their videos: {listing}; for them "
+            "person and class coincide, and person calibration (cv.normalize) removes the "
+            "class with the person",
+        )
 
 
 def video_checks(videos: pd.DataFrame, clip_length: int, found: Findings) -> None:
     """Short videos, frame rate and size outliers."""
     short = videos[videos.n_frames < clip_length / 2]
     if not short.empty:
-        found.add("short_video", "warning", short,
-                  f"{_plural(len(short), 'video')} shorter than half a clip (clips.length "
-                  f"{clip_length}): {_named(short, lambda r: _plural(r.n_frames, 'frame'))}; "
-                  f"each is one clip padded to {clip_length} frames")  # fmt: skip
+        found.add(
+            "short_video",
+            "warning",
+            short,
+            f"{plural(len(short), 'video')} shorter than half a clip (clips.length "
+            f"{clip_length}): {named_few(short, lambda r: plural(r.n_frames, 'frame'))}; "
+            f"each is one clip padded to {clip_length} frames",
+        )
     if len(videos) < 3:
         return
     fps = videos.fps.astype(float)
     median = float(fps.median())
     off = videos[(fps > median * FPS_RATIO) | (fps < median / FPS_RATIO)]
     if not off.empty:
-        found.add("fps_outlier", "warning", off,
-                  f"{_plural(len(off), 'video')} far from the median frame rate {median:g} fps: "
-                  f"{_named(off, lambda r: f'{r.fps:g} fps')}; motion runs at another speed "
-                  "there (dataset.target_fps evens out higher rates)")  # fmt: skip
+        found.add(
+            "fps_outlier",
+            "warning",
+            off,
+            f"{plural(len(off), 'video')} far from the median frame rate {median:g} fps: "
+            f"{named_few(off, lambda r: f'{r.fps:g} fps')}; motion runs at another speed "
+            "there (dataset.target_fps evens out higher rates)",
+        )
     side = videos[["width", "height"]].min(axis=1).astype(float)
     middle = float(side.median())
     off = videos[(side > middle * SIZE_RATIO) | (side < middle / SIZE_RATIO)]
     if not off.empty:
-        found.add("size_outlier", "warning", off,
-                  f"{_plural(len(off), 'video')} far from the median frame size (short side "
-                  f"{middle:g} px): {_named(off, lambda r: f'{r.width}×{r.height}')}")  # fmt: skip
+        found.add(
+            "size_outlier",
+            "warning",
+            off,
+            f"{plural(len(off), 'video')} far from the median frame size (short side "
+            f"{middle:g} px): {named_few(off, lambda r: f'{r.width}×{r.height}')}",
+        )
 
 
 def audit(videos: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -303,15 +307,20 @@ def audit(videos: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, pd.DataFram
     duplicate_checks(videos, found)
     fold_checks(videos, params.get("cv") or {}, found)
     if classify:  # classes as meant: a variant counts with the spelling it would be
-        class_checks(videos.assign(label=videos.label.replace(variants)), params.get("cv") or {},
-                     found)  # fmt: skip
+        class_checks(
+            videos.assign(label=videos.label.replace(variants)), params.get("cv") or {}, found
+        )
     video_checks(videos, int(params.get("clip_length", 16)), found)
     linked = videos[videos.link.astype(bool)]
     if not linked.empty:
         outside = int((linked.link == "outside").sum())
-        found.add("links", "info", linked,
-                  f"{_plural(len(linked), 'video')} reached through symbolic links ({outside} to "
-                  "files outside the data root), followed (dataset.follow_links)")  # fmt: skip
+        found.add(
+            "links",
+            "info",
+            linked,
+            f"{plural(len(linked), 'video')} reached through symbolic links ({outside} to "
+            "files outside the data root), followed (dataset.follow_links)",
+        )
     return videos, found.table()
 
 
@@ -328,21 +337,28 @@ def gate(findings: pd.DataFrame, strict: bool) -> str:
     counts = findings.severity.value_counts()
     errors, warnings = int(counts.get("error", 0)), int(counts.get("warning", 0))
     stop = findings[findings.severity.isin(["error", "warning"] if strict else ["error"])]
-    summary = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
+    summary = f"{plural(errors, 'error')}, {plural(warnings, 'warning')}"
     if stop.empty:
         return f"dataset audit: {summary}, {int(counts.get('info', 0))} notes"
     listing = "\n  ".join(
         f"{r.severity} {r.check} (sheet {_shown(r.rows)}): {r.message}" for r in stop.itertuples()
     )
-    why = ("dataset.strict is true: warnings stop the run too (set it to false to go on with "
-           "them)" if strict and warnings else "fix the errors; the run stops before any face job")  # fmt: skip
-    raise SheetError(f"dataset audit: {summary} ({why}); results/qc/audit.csv lists them:\n  "
-                     f"{listing}")  # fmt: skip
+    why = (
+        "dataset.strict is true: warnings stop the run too (set it to false to go on with them)"
+        if strict and warnings
+        else "fix the errors; the run stops before any face job"
+    )
+    raise SheetError(
+        f"dataset audit: {summary} ({why}); results/qc/audit.csv lists them:\n  {listing}"
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.datasets.audit", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.datasets.audit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="audit the probed videos")
     run.add_argument("--videos", required=True, help="dataset/probed.csv")
@@ -362,8 +378,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "run":
         videos, findings = audit(read_csv(args.videos), parse_params(args.params))
         for r in findings.itertuples():
-            log.log(logging.INFO if r.severity == "info" else logging.WARNING,
-                    "%s %s: %s", r.severity, r.check, r.message)  # fmt: skip
+            log.log(
+                logging.INFO if r.severity == "info" else logging.WARNING,
+                "%s %s: %s",
+                r.severity,
+                r.check,
+                r.message,
+            )
         write_csv_atomic(args.out, findings)
         write_csv_atomic(args.out_videos, videos)
         log.info("%d findings on %d videos", len(findings), len(videos))

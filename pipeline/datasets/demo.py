@@ -37,8 +37,14 @@ log = logging.getLogger(__name__)
 
 EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
 # valence of each emotion at full intensity (the demo's signed valence track)
-VALENCE = {"anger": -0.6, "disgust": -0.6, "fear": -0.7, "happiness": 0.8, "sadness": -0.7,
-           "surprise": 0.2}  # fmt: skip
+VALENCE = {
+    "anger": -0.6,
+    "disgust": -0.6,
+    "fear": -0.7,
+    "happiness": 0.8,
+    "sadness": -0.7,
+    "surprise": 0.2,
+}
 
 # Five MTCNN landmarks (left eye, right eye, nose, left and right mouth corner; x, y in pixels)
 # of each base portrait, measured once with facenet-pytorch's MTCNN (p > 0.999).
@@ -375,7 +381,7 @@ def write_subject(out_dir: Path, p: dict, s: int) -> list[dict]:
                     "subject": subject,
                     "label": emotion,
                     "annotation": f"annotations/{stem}.csv",
-                }  # fmt: skip
+                }
             )
     log.info("subject %s: %d videos", subject, len(rows))
     return rows

@@ -144,13 +144,21 @@ def annotation_problems(sheet: str | Path, root: str | Path | None, settings: di
     from pipeline.datasets.annotations import read_all
 
     named = column_files(sheet, "annotation", root)
-    missing = [f"{sheet}: line {i}: annotation {str(p)!r} does not exist" for i, p in named
-               if not p.is_file()]  # fmt: skip
+    missing = [
+        f"{sheet}: line {i}: annotation {str(p)!r} does not exist"
+        for i, p in named
+        if not p.is_file()
+    ]
     if missing:
         return missing
     try:
-        read_all([p for _, p in named], settings.get("dimensions"), settings.get("range"),
-                 settings.get("missing", []), settings.get("row_is_frame", False))  # fmt: skip
+        read_all(
+            [p for _, p in named],
+            settings.get("dimensions"),
+            settings.get("range"),
+            settings.get("missing", []),
+            settings.get("row_is_frame", False),
+        )
     except SheetError as err:
         return str(err).split("\n  ")[1:]
     return []

@@ -205,9 +205,11 @@ def run_batch(
     counts = {"done": 0, "skipped": 0, "failed": 0}
     # progress None: a bar when stderr is a terminal
     bar = tqdm(
-        total=len(items), desc="predict", unit="video",
+        total=len(items),
+        desc="predict",
+        unit="video",
         disable=None if progress is None else not progress,
-    )  # fmt: skip
+    )
 
     def record(
         k: int, status: str, summary: dict | None, reason: str, t0: float, known: bool = False

@@ -3,24 +3,32 @@ fold models run causally on each new frame (what `pipeline.predict.stream` runs 
 
 from __future__ import annotations
 
-import json
 from collections import deque
 
+import av
 import numpy as np
+import torch
+
+from pipeline.common import ConfigError
+from pipeline.datasets.demo import load_portrait
+from pipeline.faces.headpose import align_frame
+from pipeline.faces.landmarks import five_points
+from pipeline.faces.tracking import Tracker
+from pipeline.features import as_stored
+from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
+from pipeline.frontalize import Frontalizer
+from pipeline.predict.steps import per_fold
+from pipeline.settings import Preprocessing
+from pipeline.store import frame_sums
+from pipeline.video import LazyFrame
 
 
 class OnlineFaces:
     """The face and frontalize stages one frame at a time, causally (see the module doc);
     with a `reference` photo, only its person's face is taken."""
 
-    def __init__(self, pre: dict, detector, reference: str | None = None):
-        from pipeline.faces.tracking import Tracker
-        from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
-        from pipeline.frontalize import Frontalizer
-
-        front = {**FRONT_DEFAULTS, **pre["frontalize"]}
-        if "points" not in pre["frontalize"]:  # trained before frontalize.points existed
-            front["points"] = "mtcnn"
+    def __init__(self, pre: Preprocessing, detector, reference: str | None = None):
+        front = {**FRONT_DEFAULTS, **pre.frontalize}
         self.size, self.method, self.points5 = (
             int(front["crop_size"]),
             front["method"],
@@ -34,9 +42,6 @@ class OnlineFaces:
         self.crop = self.points = None  # the last face's, held through frames without one
 
     def __call__(self, frame) -> dict:
-        from pipeline.faces.headpose import align_frame
-        from pipeline.faces.landmarks import five_points
-
         self.t += 1
         full = self.t - self.last_full >= self.full_every
         faces = self.detector.detect(frame, self.previous, full=full)
@@ -78,9 +83,6 @@ class Live:
     the fold models on it, their probabilities averaged."""
 
     def __init__(self, predictor):
-        from pipeline.backbones import build_backbone, exported
-        from pipeline.common import ConfigError
-
         if predictor.task != "classify":
             raise ConfigError(
                 f"{predictor.meta['model']}: a {predictor.task} model; live streams take "
@@ -88,23 +90,10 @@ class Live:
             )
         self.p = predictor
         self.length = int(predictor.meta["clip_length"])
-        self.specs = []
-        self.exports: dict[str, list[tuple[int, str]]] = {}  # backbone → its per-frame columns
-        for pre in predictor.pres:
-            spec = pre["backbone"]
-            parts = []
-            for part in spec.get("parts") or [spec]:
-                key = json.dumps(part, sort_keys=True)
-                if key not in predictor.backbones:
-                    predictor.backbones[key] = build_backbone(
-                        part["name"], part.get("params") or {}, part.get("checkpoint")
-                    )
-                if key not in self.exports:
-                    self.exports[key] = exported(part["name"], predictor.backbones[key])
-                parts.append(key)
-            self.specs.append(parts)
+        specs = {s.key(): s for pre in predictor.pres for s in pre.backbone.leaves()}
         # the per-frame columns each line carries (blendshapes), once each
-        self.columns = list(dict.fromkeys(n for cols in self.exports.values() for _, n in cols))
+        exports = [predictor.backbones.columns(spec) for spec in specs.values()]
+        self.columns = list(dict.fromkeys(name for cols in exports for _, name in cols))
         self.values: dict[str, float] = {}  # this frame's
         self.every_frame = [hasattr(m, "frame_outputs") for m in predictor.models]
         self.reset()
@@ -113,16 +102,11 @@ class Live:
         """A new stream: no face, no window, no person statistics."""
         self.faces = OnlineFaces(self.p.pre, self.p.detector, self.p.reference)
         self.windows = [deque(maxlen=self.length) for _ in self.p.pres]
-        self.sums = [None] * len(self.p.pres)
+        self.sums = [0.0] * len(self.p.pres)  # per_subject: this person's frames so far
 
     def warm_up(self) -> None:
         """Run every network once on a portrait (a window's worth of frames), then forget it:
         the first frames of the stream are not held up by first-call set-up (~2 s)."""
-        import av
-
-        from pipeline.datasets.demo import load_portrait
-        from pipeline.video import LazyFrame
-
         image = np.ascontiguousarray(load_portrait("astronaut")[:, :, :3])
         frame = LazyFrame(av.VideoFrame.from_ndarray(image, format="rgb24"))
         for _ in range(self.length):
@@ -132,47 +116,39 @@ class Live:
     def features(self, found: dict) -> list[np.ndarray] | None:
         """One (D,) feature row per fold for this frame; None before the first face. The
         backbones' per-frame columns (`self.columns`) go to `self.values`."""
-        done: dict[str, np.ndarray] = {}
         self.values = {}
-        rows = []
-        for parts in self.specs:
-            row = []
-            for key in parts:
-                if key not in done:
-                    backbone = self.p.backbones[key]
-                    if getattr(backbone, "reads", "frames") == "points":
-                        if found["points"] is None:
-                            return None
-                        done[key] = backbone(found["points"][None])[0]
-                    else:
-                        if found["crop"] is None:
-                            return None
-                        done[key] = backbone(found["crop"][None])[0]
-                    for i, name in self.exports[key]:
-                        self.values[name] = float(done[key][i])
-                row.append(np.asarray(done[key], np.float32).reshape(-1))
-            rows.append(np.concatenate(row))
-        return rows
+
+        def compute(spec) -> np.ndarray | None:
+            backbone = self.p.backbones(spec)
+            reads = getattr(backbone, "reads", "frames")
+            frames = found["points"] if reads == "points" else found["crop"]
+            if frames is None:
+                return None
+            out = backbone(frames[None])[0]
+            for i, name in self.p.backbones.columns(spec):
+                self.values[name] = float(out[i])
+            return as_stored(backbone, out).astype(np.float32).reshape(-1)
+
+        return per_fold(self.p.pres, compute)
 
     def calibrated(self, k: int, row: np.ndarray) -> np.ndarray:
-        from pipeline.store import frame_sums, standardise, stats_of
-
-        if self.p.normalize == "per_subject":  # this person's frames so far
-            sums = frame_sums(row[None])
-            self.sums[k] = sums if self.sums[k] is None else self.sums[k] + sums
-            return standardise(row[None], *stats_of(self.sums[k]))[0]
-        if self.p.stats is not None:
-            return standardise(row[None], *self.p.stats[k])[0]
-        return row
+        """Fold k's person calibration (`Calibration`); per_subject: this person's frames so
+        far, this one included."""
+        if self.p.normalize == "per_subject":
+            self.sums[k] = self.sums[k] + frame_sums(row[None])
+        return self.p.calibrations[k](row[None], self.sums[k])[0]
 
     def step(self, frame) -> tuple[dict, np.ndarray | None]:
         """Process one frame: (the face found or None, class probabilities or None)."""
-        import torch
-
         found = self.faces(frame)
+        return found, self.advance(found)
+
+    def advance(self, found: dict) -> np.ndarray | None:
+        """The models on the window that ends with this frame's face (`found`: its aligned
+        crop and points): class probabilities, or None before a window is full."""
         rows = self.features(found)
         if rows is None:
-            return found, None
+            return None
         for k, row in enumerate(rows):
             self.windows[k].append(self.calibrated(k, row))
         probs = []
@@ -187,4 +163,4 @@ class Live:
                 else:
                     logits = model(x)
             probs.append(torch.softmax(logits, 1)[0].cpu().numpy())
-        return found, (np.mean(probs, axis=0) if probs else None)
+        return np.mean(probs, axis=0) if probs else None

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from pipeline.clips import average_windows
 from pipeline.common import (
     ConfigError,
     VideoError,
@@ -17,7 +19,10 @@ from pipeline.common import (
     write_csv_atomic,
     write_json_atomic,
 )
+from pipeline.faces.detector import Detector
+from pipeline.faces.stage import torch_threads
 from pipeline.predict.steps import (
+    Backbones,
     aligned_features,
     face_track,
     find_checkpoints,
@@ -29,43 +34,24 @@ from pipeline.predict.steps import (
     windows,
 )
 from pipeline.predict.timeline import Timeline
+from pipeline.settings import Preprocessing
+from pipeline.store import Calibration, frame_sums, pad_clip
 
 log = logging.getLogger(__name__)
 
 
-def check_calibration(pre: dict, calibration: Sequence[str]) -> None:
+def check_calibration(pre: Preprocessing, calibration: Sequence[str]) -> None:
     """`--calibrate` videos are given exactly when the model was trained `calibrated`."""
-    normalize = pre.get("normalize", "none")
-    if normalize == "calibrated" and not calibration:
+    if pre.normalize == "calibrated" and not calibration:
         raise ConfigError(
             "this model was trained person-calibrated (normalize: calibrated): give one or more "
             "unlabelled videos of the same person with --calibrate VIDEO (not the video itself)"
         )
-    if normalize != "calibrated" and calibration:
+    if pre.normalize != "calibrated" and calibration:
         raise ConfigError(
             f"--calibrate is for models trained with normalize: calibrated; this one was "
-            f"trained with normalize: {normalize}, so the calibration videos would be ignored"
+            f"trained with normalize: {pre.normalize}, so the calibration videos would be ignored"
         )
-
-
-def calibration_stats(predictor: Predictor, calibration: Sequence[str]) -> list[tuple] | None:
-    """The person calibration the model was trained with, as (mean, std) per fold: None for
-    `normalize: none` and `per_subject` (the video's own frames: the person is a new subject,
-    see `calibrated`); for `calibrated`, the statistics of `calibration`, other unlabelled
-    videos of the same person (never the video itself), through the same fold's backbones."""
-    from pipeline.store import frame_stats
-
-    if predictor.normalize != "calibrated":
-        return None
-    others = []  # per calibration video: its features for every fold
-    for other in calibration:
-        arrays, decode, fps, decoded = face_track(str(other), predictor.pre, predictor.detector)
-        others.append(
-            aligned_features(
-                str(other), predictor.pres, arrays, decode, fps, predictor.backbones, decoded
-            )
-        )
-    return [frame_stats([per_fold[k] for per_fold in others]) for k in range(len(predictor.pres))]
 
 
 class Predictor:
@@ -81,26 +67,23 @@ class Predictor:
         calibration: Sequence[str] = (),
         reference: str | None = None,
     ):
-        from pipeline.faces.detector import Detector
-
         self.device = resolve_device(device)
         self.threads = max(1, int(threads))
         set_threads(self.threads)
         self.checkpoints = find_checkpoints(model_dir)
-        self.models, metas = load_models(self.checkpoints, self.device)
+        self.models, metas, self.pres = load_models(self.checkpoints, self.device)
         self.meta, self.metas = metas[0], metas
         self.task = self.meta.get("task", "classify")  # regress: values per frame
-        self.pres = [m["preprocessing"] for m in metas]
         self.pre, self.classes = self.pres[0], self.meta["classes"]
-        self.normalize = self.pre.get("normalize", "none")
+        self.normalize = self.pre.normalize
         check_calibration(self.pre, calibration)
-        self.detector = Detector({**self.pre["face"], "device": self.device})
-        self.backbones: dict = {}
+        self.detector = Detector({**self.pre.face, "device": self.device})
+        self.backbones = Backbones()
         self.pipelined = False  # run_batch: detection and the rest in two threads
         self.figure = None  # the Timeline, made for the first video
         self.digest = model_digest(self.checkpoints)
         self.calibration = [str(c) for c in calibration]
-        self.stats = calibration_stats(self, calibration)
+        self.calibrations = self.person(calibration)
         self.reference = reference  # a photo of the person to follow in every video
 
     def detect(self, video: str | Path, reference: str | None = None) -> tuple:
@@ -108,8 +91,6 @@ class Predictor:
         of the photo `reference` (else the predictor's) is followed. Run alone, detection gives
         torch one thread less and decodes ahead in the other, as the face stage does
         (`run_batch` sets the threads once for its two stages)."""
-        from pipeline.faces.stage import torch_threads
-
         path = Path(video)
         if not path.exists():
             raise VideoError(f"{video}: no such video file or frame folder")
@@ -122,20 +103,30 @@ class Predictor:
         finally:
             set_threads(self.threads)
 
+    def person(self, calibration: Sequence[str]) -> list[Calibration]:
+        """The person calibration the model was trained with, one per fold (`Calibration`):
+        for `calibrated`, the statistics of `calibration`, other unlabelled videos of the same
+        person (never the video itself), through the same fold's backbones; per_subject
+        standardises a new video with its own frames (the person is a new subject)."""
+        if self.normalize != "calibrated":
+            return [Calibration(self.normalize) for _ in self.pres]
+        sums = [0.0] * len(self.pres)
+        for other in calibration:
+            arrays, decode, _, decoded = face_track(str(other), self.pre, self.detector)
+            features = aligned_features(
+                str(other), self.pres, arrays, decode, self.backbones, decoded
+            )
+            sums = [total + frame_sums(f) for total, f in zip(sums, features, strict=True)]
+        return [Calibration("calibrated", total) for total in sums]
+
     def features(self, path: str, found: tuple, columns: dict | None = None) -> list[np.ndarray]:
         """Per fold: the video's features, calibrated as in training (`columns` receives the
         backbones' per-frame columns, uncalibrated: see `aligned_features`)."""
-        from pipeline.store import frame_stats, standardise
-
-        arrays, decode, fps, decoded = found
+        arrays, decode, _, decoded = found
         features = aligned_features(
-            path, self.pres, arrays, decode, fps, self.backbones, decoded, columns
+            path, self.pres, arrays, decode, self.backbones, decoded, columns
         )
-        if self.normalize == "per_subject":
-            features = [standardise(f, *frame_stats([f])) for f in features]
-        elif self.stats is not None:
-            features = [standardise(f, *st) for f, st in zip(features, self.stats, strict=True)]
-        return features
+        return [calibrate(f) for calibrate, f in zip(self.calibrations, features, strict=True)]
 
     def video(self, video: str | Path, out_dir: str | Path) -> dict:
         """Predict one video into `out_dir`; returns the summary written to summary.json."""
@@ -230,11 +221,6 @@ class Predictor:
     def regress_values(self, features, spans, length: int, n: int) -> np.ndarray:
         """(n, D): every fold model's frame-wise values (scaled back to the labels' units), the
         windows covering a frame averaged, then the folds."""
-        import torch
-
-        from pipeline.clips import average_windows
-        from pipeline.store import pad_clip
-
         folds = []
         for model, f, meta in zip(self.models, features, self.metas, strict=True):
             x = torch.from_numpy(np.stack([pad_clip(f[s:e], length) for s, e in spans]))

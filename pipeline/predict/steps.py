@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from pipeline.common import (
-    ConfigError,
-    VideoError,
-)
+from pipeline.backbones import build_backbone, exported
+from pipeline.clips import DEFAULTS as CLIP_DEFAULTS
+from pipeline.clips import average_windows, window
+from pipeline.common import ConfigError, VideoError
+from pipeline.engine import predict
+from pipeline.faces.stage import detect_video
+from pipeline.features import features_of, source
+from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
+from pipeline.frontalize import Frontalizer, frontalize_video
+from pipeline.models import load_checkpoint
+from pipeline.settings import BackboneSpec, Preprocessing
+from pipeline.store import pad_clip
+from pipeline.video import iter_lazy, probe
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +43,10 @@ def find_checkpoints(model_dir: str | Path) -> list[Path]:
     return found
 
 
-def without_checkpoints(pre: dict) -> dict:
-    """A model's preprocessing less the per-fold backbone checkpoints (which differ by fold)."""
-
-    def strip(spec: dict) -> dict:
-        out = {k: v for k, v in spec.items() if k != "checkpoint"}
-        if "parts" in out:
-            out["parts"] = [strip(part) for part in out["parts"]]
-        return out
-
-    return {**pre, "backbone": strip(pre["backbone"])}
-
-
-def load_models(paths: list[Path], device: str) -> tuple[list, list[dict]]:
-    """The models and their metadata; refuses folds trained differently (each fold may have
-    its own per-fold backbone checkpoint)."""
-    from pipeline.models import load_checkpoint
-
-    models, metas = [], []
+def load_models(paths: list[Path], device: str) -> tuple[list, list[dict], list[Preprocessing]]:
+    """The models, their metadata and preprocessing; refuses folds trained differently (each
+    fold may have its own per-fold backbone checkpoint)."""
+    models, metas, pres = [], [], []
     for path in paths:
         model, meta = load_checkpoint(path, device)
         if "preprocessing" not in meta:
@@ -60,18 +54,55 @@ def load_models(paths: list[Path], device: str) -> tuple[list, list[dict]]:
                 f"{path}: this checkpoint does not record its preprocessing (trained before "
                 "pipeline.predict existed); retrain it with `snakemake --forcerun train`"
             )
+        pre = Preprocessing.from_dict(meta["preprocessing"])
         if metas:
             first = metas[0]
             for key in ("classes", "model", "backbone", "input_shape"):
                 if meta[key] != first[key]:
                     raise ConfigError(f"{path}: {key} differs from {paths[0]}'s; not one model")
-            if without_checkpoints(meta["preprocessing"]) != without_checkpoints(
-                first["preprocessing"]
-            ):
+            if not pre.same_model_as(pres[0]):
                 raise ConfigError(f"{path}: preprocessing differs from {paths[0]}'s; not one model")
         models.append(model)
         metas.append(meta)
-    return models, metas
+        pres.append(pre)
+    return models, metas, pres
+
+
+class Backbones:
+    """The backbone networks of a model's preprocessing, each built once (by its
+    `BackboneSpec.key`) and shared by its folds, the videos of a batch and the live loop."""
+
+    def __init__(self):
+        self.built: dict[str, object] = {}
+
+    def __call__(self, spec: BackboneSpec):
+        key = spec.key()
+        if key not in self.built:
+            self.built[key] = build_backbone(spec.name, spec.params, spec.checkpoint)
+        return self.built[key]
+
+    def columns(self, spec: BackboneSpec) -> list[tuple[int, str]]:
+        """The per-frame columns the backbone exports (index in its output, name)."""
+        return exported(spec.name, self(spec))
+
+
+def per_fold(pres: list[Preprocessing], compute: Callable[[BackboneSpec], np.ndarray | None]):
+    """The features of every fold's backbone, its fused parts side by side: `compute(spec)`
+    runs once per distinct backbone (folds share those without per-fold weights). None when
+    `compute` returns None for one of them."""
+    done: dict[str, np.ndarray] = {}
+    out = []
+    for pre in pres:
+        parts = []
+        for spec in pre.backbone.leaves():
+            key = spec.key()
+            if key not in done:
+                done[key] = compute(spec)
+                if done[key] is None:
+                    return None
+            parts.append(done[key])
+        out.append(np.concatenate(parts, axis=-1))
+    return out
 
 
 KEEP_BYTES = 512 * 2**20  # decoded frames kept from detection for alignment, per video
@@ -100,17 +131,14 @@ class Kept:
 
 
 def face_track(
-    path: str, pre: dict, detector, reference: str | None = None
+    path: str, pre: Preprocessing, detector, reference: str | None = None
 ) -> tuple[dict, dict, float, list | None]:
     """Probe and detect: the face arrays of every frame, the decode options, the frame rate
     and the decoded frames when they were few enough to keep (see `Kept`); `reference`: a
     photo of the person to follow."""
-    from pipeline.faces.stage import detect_video
-    from pipeline.video import iter_lazy, probe
-
     decode = {
-        "target_fps": pre["decode"].get("target_fps"),
-        "folder_fps": float(pre["decode"].get("folder_fps") or 30.0),
+        "target_fps": pre.decode.get("target_fps"),
+        "folder_fps": float(pre.decode.get("folder_fps") or 30.0),
     }
     # not decoded twice: detection finds the video's end
     info = probe(path, decode["folder_fps"], decode["target_fps"], count=False)
@@ -135,90 +163,59 @@ def face_track(
 
 def aligned_features(
     path: str,
-    pres: list[dict],
+    pres: list[Preprocessing],
     arrays: dict,
     decode: dict,
-    fps: float,
-    backbones: dict,
+    backbones: Backbones,
     decoded: list | None = None,
     columns: dict | None = None,
 ) -> list[np.ndarray]:
     """Aligned crops (in memory, frontalized once) → the backbone features (T, ...) of one
     video for each preprocessing of `pres` (the folds of one model: the same but for their
     per-fold backbone checkpoints); a backbone shared by several is run once. `backbones`
-    keeps the networks built, by their settings, for the next video; `decoded`, the video's
-    frames when detection kept them (else it is decoded again); `columns`, if given, receives
-    the per-frame columns the backbones export ("blendshapes:jawOpen" → (T,) values)."""
-
-    import h5py
-
-    from pipeline.backbones import build_backbone, exported
-    from pipeline.features import extract, source
-    from pipeline.frontalize import DEFAULTS as FRONT_DEFAULTS
-    from pipeline.frontalize import Frontalizer, frontalize_video
-
-    front = {**FRONT_DEFAULTS, **pres[0]["frontalize"]}
-    if "points" not in pres[0]["frontalize"]:  # trained before frontalize.points existed
-        front["points"] = "mtcnn"
+    keeps the networks built for the next video; `decoded`, the video's frames when detection
+    kept them (else it is decoded again); `columns`, if given, receives the per-frame columns
+    the backbones export ("blendshapes:jawOpen" → (T,) values)."""
+    front = {**FRONT_DEFAULTS, **pres[0].frontalize}
     size = int(front["crop_size"])
-    with h5py.File(io.BytesIO(), "w") as mem:
-        det = mem.create_group("faces")
-        det.attrs["cropped"] = bool(arrays.get("cropped", False))
-        det.attrs["fps"] = fps
-        for name, values in arrays.items():
-            if name != "cropped":
-                det.create_dataset(name, data=values)
-        group = mem.create_group("aligned")
-        pose = frontalize_video(
-            path,
-            det,
-            size,
-            front["method"],
-            Frontalizer(size, front["symmetry"]),
-            decode,
-            group,
-            points5=front["points"],
-            decoded=None if decoded is None else iter(decoded),
-        )
-        for name, values in pose.items():  # `points` feeds the geometry backbone
-            group.create_dataset(name, data=values)
-        done: dict[str, np.ndarray] = {}
-        features = []
-        for pre in pres:
-            spec = pre["backbone"]
-            parts = []
-            for part in spec.get("parts") or [spec]:  # a fused backbone: every part
-                key = json.dumps(part, sort_keys=True)
-                if key not in done:
-                    if key not in backbones:
-                        backbones[key] = build_backbone(
-                            part["name"], part.get("params") or {}, part.get("checkpoint")
-                        )
-                    backbone = backbones[key]
-                    out = mem.create_group(f"features{len(done)}")
-                    done[key] = extract(backbone, source(backbone, group, path), out, "video")[:]
-                    if columns is not None:
-                        for i, name in exported(part["name"], backbone):
-                            columns[name] = done[key][:, i].astype(np.float32)
-                parts.append(done[key])
-            features.append(np.concatenate(parts, axis=-1))
-    return features
+    aligned: dict[str, np.ndarray] = {}
+
+    def allocate(shape: tuple[int, ...]) -> np.ndarray:
+        aligned["frames"] = np.empty(shape, np.uint8)
+        return aligned["frames"]
+
+    pose = frontalize_video(
+        path,
+        arrays,
+        size,
+        front["method"],
+        Frontalizer(size, front["symmetry"]),
+        decode,
+        allocate,
+        points5=front["points"],
+        decoded=None if decoded is None else iter(decoded),
+        cropped=bool(arrays.get("cropped", False)),
+    )
+    aligned.update(pose)  # `points` feeds the geometry backbone
+
+    def compute(spec: BackboneSpec) -> np.ndarray:
+        backbone = backbones(spec)
+        out = features_of(backbone, source(backbone, aligned, path))
+        if columns is not None:
+            for i, name in backbones.columns(spec):
+                columns[name] = out[:, i].astype(np.float32)
+        return out
+
+    return per_fold(pres, compute)
 
 
-def windows(n_frames: int, pre: dict) -> list[tuple[int, int]]:
-    from pipeline.clips import DEFAULTS, window
-
-    clips = {**DEFAULTS, **pre.get("clips", {})}
+def windows(n_frames: int, pre: Preprocessing) -> list[tuple[int, int]]:
+    clips = {**CLIP_DEFAULTS, **pre.clips}
     return window(n_frames, int(clips["length"]), int(clips["stride"]))
 
 
 def window_probabilities(model, features: np.ndarray, spans, length: int, device: str):
     """(W, K) probabilities of every window under one (fold's) model."""
-    import torch
-
-    from pipeline.engine import predict
-    from pipeline.store import pad_clip
-
     x = torch.from_numpy(np.stack([pad_clip(features[s:e], length) for s, e in spans]))
     return predict(model, x, device)
 
@@ -226,8 +223,6 @@ def window_probabilities(model, features: np.ndarray, spans, length: int, device
 def per_frame(probs: np.ndarray, spans, n_frames: int) -> np.ndarray:
     """(T, K): each frame gets the mean probability of the windows that cover it (the
     windows of `windows` cover every frame)."""
-    from pipeline.clips import average_windows
-
     return average_windows(probs, spans, n_frames)
 
 

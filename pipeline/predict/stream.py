@@ -159,8 +159,22 @@ def run_stream(
     live = Live(predictor)
     live.warm_up()
     classes = predictor.classes
-    header = ["frame", "time_s", "face", "x1", "y1", "x2", "y2", "confidence", "window", "pred",
-              *(f"p_{c}" for c in classes), *live.columns, "latency_ms", "dropped"]  # fmt: skip
+    header = [
+        "frame",
+        "time_s",
+        "face",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "confidence",
+        "window",
+        "pred",
+        *(f"p_{c}" for c in classes),
+        *live.columns,
+        "latency_ms",
+        "dropped",
+    ]
     out.write(",".join(header) + "\n")
     out.flush()
     handoff = Dropping(queue, wait=os.path.isfile(source))
@@ -284,14 +298,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.queue < 1:
         raise ConfigError(f"--queue {args.queue}: at least 1 frame")
     if args.out == "-":
-        summary = run_stream(args.source, args.model, sys.stdout, args.device, args.threads,
-                             args.calibrate, args.queue, args.format, args.max_frames,
-                             args.reference)  # fmt: skip
+        summary = run_stream(
+            args.source,
+            args.model,
+            sys.stdout,
+            args.device,
+            args.threads,
+            args.calibrate,
+            args.queue,
+            args.format,
+            args.max_frames,
+            args.reference,
+        )
     else:
         with open(args.out, "w", buffering=1) as out:
-            summary = run_stream(args.source, args.model, out, args.device, args.threads,
-                                 args.calibrate, args.queue, args.format, args.max_frames,
-                                 args.reference)  # fmt: skip
+            summary = run_stream(
+                args.source,
+                args.model,
+                out,
+                args.device,
+                args.threads,
+                args.calibrate,
+                args.queue,
+                args.format,
+                args.max_frames,
+                args.reference,
+            )
     print(json.dumps(summary), file=sys.stderr)
 
 

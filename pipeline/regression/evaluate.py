@@ -181,8 +181,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_json_atomic(args.out, metrics)
     for d in metrics["dimensions"]:
         m, s = metrics["frame"]["mean"], metrics["frame"]["std"]
-        log.info("%s: CCC %.3f ± %.3f over %d folds", d, m[f"ccc_{d}"] or float("nan"),
-                 s[f"ccc_{d}"] or float("nan"), metrics["n_folds"])  # fmt: skip
+        log.info(
+            "%s: CCC %.3f ± %.3f over %d folds",
+            d,
+            m[f"ccc_{d}"] or float("nan"),
+            s[f"ccc_{d}"] or float("nan"),
+            metrics["n_folds"],
+        )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,9 @@ def render(
     qc/targets.csv; `audit`: qc/audit.csv; `curves`: curves/*.json)."""
     data = "\n".join([audit_section(audit), dataset_section(videos, folds, skipped, index)])
     if metrics[0].get("task") == "regress":
-        return page(regress_body(metrics, pairs, targets, config, montage_dirs, data, faces,
-                                 runtime))  # fmt: skip
+        return page(
+            regress_body(metrics, pairs, targets, config, montage_dirs, data, faces, runtime)
+        )
     protocols = by_protocol(metrics)
     banner = ""
     if any(p == "transductive" for p, _ in protocols):

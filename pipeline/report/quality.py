@@ -27,8 +27,10 @@ def audit_section(audit: pd.DataFrame | None) -> str:
         return ""
     html = ["<h2>Dataset audit</h2>"]
     if audit.empty:
-        html.append("<p>No findings: labels, duplicates, classes, lengths, rates and sizes are "
-                    "as expected (results/qc/audit.csv).</p>")  # fmt: skip
+        html.append(
+            "<p>No findings: labels, duplicates, classes, lengths, rates and sizes are "
+            "as expected (results/qc/audit.csv).</p>"
+        )
         return "\n".join(html)
     counts = audit.severity.value_counts()
     html.append(
@@ -37,10 +39,14 @@ def audit_section(audit: pd.DataFrame | None) -> str:
         "involved; README, Your own data).</p>"
     )
     rows = [
-        [escape(r.severity), escape(r.check), str(len(r.rows.split(";")) if r.rows else 0),
-         escape(r.message)]
+        [
+            escape(r.severity),
+            escape(r.check),
+            str(len(r.rows.split(";")) if r.rows else 0),
+            escape(r.message),
+        ]
         for r in audit.itertuples()
-    ]  # fmt: skip
+    ]
     html.append(table_html(["severity", "check", "rows", "finding"], rows, left=4))
     return "\n".join(html)
 

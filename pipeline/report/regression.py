@@ -37,15 +37,21 @@ def results_section(metrics: list[dict]) -> str:
     best = {d: max((m["frame"]["mean"][f"ccc_{d}"] or -9) for m in metrics) for d in dims}
     rows = []
     for m in sorted(metrics, key=lambda m: (m["model"] == BASELINE, m["model"], m["backbone"])):
-        row = [escape(m["model"]) + (" (baseline)" if m["model"] == BASELINE else ""),
-               escape(m["backbone"])]  # fmt: skip
+        row = [
+            escape(m["model"]) + (" (baseline)" if m["model"] == BASELINE else ""),
+            escape(m["backbone"]),
+        ]
         fm, fs, vm = m["frame"]["mean"], m["frame"]["std"], m["video"]["mean"]
         for d in dims:
             ccc = _pm(fm[f"ccc_{d}"], fs[f"ccc_{d}"])
             if fm[f"ccc_{d}"] is not None and fm[f"ccc_{d}"] == best[d]:
                 ccc = f"<span class='best'>{ccc}</span>"
-            row += [ccc, _pm(fm[f"pearson_{d}"], fs[f"pearson_{d}"]),
-                    _pm(fm[f"rmse_{d}"], fs[f"rmse_{d}"]), _f(vm[f"ccc_{d}"])]  # fmt: skip
+            row += [
+                ccc,
+                _pm(fm[f"pearson_{d}"], fs[f"pearson_{d}"]),
+                _pm(fm[f"rmse_{d}"], fs[f"rmse_{d}"]),
+                _f(vm[f"ccc_{d}"]),
+            ]
         rows.append(row)
     n = metrics[0]["n_folds"]
     return "\n".join(
@@ -68,9 +74,16 @@ def folds_section(metrics: list[dict]) -> str:
     rows = []
     for m in metrics:
         for f in m["frame"]["folds"]:
-            rows.append([escape(m["model"]), escape(m["backbone"]), str(f["fold"]),
-                         str(f["n_videos"]), str(f["n"]),
-                         *(_f(f[f"ccc_{d}"]) for d in dims)])  # fmt: skip
+            rows.append(
+                [
+                    escape(m["model"]),
+                    escape(m["backbone"]),
+                    str(f["fold"]),
+                    str(f["n_videos"]),
+                    str(f["n"]),
+                    *(_f(f[f"ccc_{d}"]) for d in dims),
+                ]
+            )
     return "<details><summary>Per fold</summary>" + table_html(header, rows, left=2) + "</details>"
 
 
@@ -81,11 +94,18 @@ def comparison_section(metrics: list[dict], pairs: pd.DataFrame) -> str:
     for m in metrics:
         if m["model"] == BASELINE:
             continue
-        base = next((b for b in metrics if b["model"] == BASELINE
-                     and b["backbone"] == m["backbone"]), None)  # fmt: skip
+        base = next(
+            (b for b in metrics if b["model"] == BASELINE and b["backbone"] == m["backbone"]), None
+        )
         if base is None or not same_folds(m, base):
-            rows.append([escape(m["model"]), escape(m["backbone"]),
-                         "no ridge baseline on the same folds", *[""] * (3 * len(dims) - 1)])  # fmt: skip
+            rows.append(
+                [
+                    escape(m["model"]),
+                    escape(m["backbone"]),
+                    "no ridge baseline on the same folds",
+                    *[""] * (3 * len(dims) - 1),
+                ]
+            )
             continue
         row = [escape(m["model"]), escape(m["backbone"])]
         for d in dims:
@@ -93,8 +113,11 @@ def comparison_section(metrics: list[dict], pairs: pd.DataFrame) -> str:
             if c is None:
                 row += ["–", "–", "–"]
                 continue
-            row += [f"{c['mean_diff']:+.3f}", f"{c['better']}/{c['equal']}/{c['worse']}",
-                    f"{c['wilcoxon_p']:.3f}"]  # fmt: skip
+            row += [
+                f"{c['mean_diff']:+.3f}",
+                f"{c['better']}/{c['equal']}/{c['worse']}",
+                f"{c['wilcoxon_p']:.3f}",
+            ]
         rows.append(row)
     header = ["model", "backbone"]
     for d in dims:
@@ -155,8 +178,14 @@ def targets_section(targets: pd.DataFrame | None, dims: list[str]) -> str:
     for d in dims:
         lab = targets[f"{d}_labelled"]
         gap = targets[f"{d}_longest_gap_s"]
-        rows.append([escape(d), f"{100 * lab.mean():.1f} %", str(int((lab < 1).sum())),
-                     f"{gap.max():.2f} s"])  # fmt: skip
+        rows.append(
+            [
+                escape(d),
+                f"{100 * lab.mean():.1f} %",
+                str(int((lab < 1).sum())),
+                f"{gap.max():.2f} s",
+            ]
+        )
     return "\n".join(
         [
             "<h2>Labels over time</h2>",

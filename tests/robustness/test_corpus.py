@@ -11,6 +11,7 @@ import csv
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -257,7 +258,7 @@ def test_a_long_video_keeps_memory_flat(tmp_path):
 
     from pipeline.faces.detector import Detector
     from pipeline.faces.stage import detect_video
-    from pipeline.frontalize import Frontalizer, frontalize_video
+    from pipeline.frontalize import Frontalizer, crops_dataset, frontalize_video
     from pipeline.video import write_video
 
     detector = Detector({"min_face_size": 20})
@@ -275,8 +276,8 @@ def test_a_long_video_keeps_memory_flat(tmp_path):
                     det.create_dataset(key, data=values)
             det.attrs["cropped"] = False
             decode = {"target_fps": None, "folder_fps": 30.0}
-            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode,
-                             out.create_group("aligned"))  # fmt: skip
+            frames = partial(crops_dataset, out.create_group("aligned"), "none")
+            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode, frames)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert arrays["valid"].all()

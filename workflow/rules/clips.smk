@@ -36,7 +36,7 @@ checkpoint folds:
         runtime=10,
     params:
         cv=section("cv"),
-        split=" ".join(f"--split {shlex.quote(p)}" for p in get_split_file()),
+        split=plan.split_arguments(config),
     shell:
         "{PY} -m pipeline.folds --clips {input.clips:q} --out {output.folds:q} "
         "--skipped {output.skipped:q} --params {params.cv:q} {params.split} > {log:q} 2>&1"

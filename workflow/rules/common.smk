@@ -1,6 +1,4 @@
-import json
 import os
-import re
 import shlex
 import sys
 
@@ -8,7 +6,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
-from pipeline import catalog, configcheck
+from pipeline import configcheck, plan
 from pipeline.common import ConfigError
 
 # Unknown keys first (naming the valid ones), then the schema (types, ranges, defaults), then
@@ -17,36 +15,30 @@ SCHEMA = configcheck.load_schema(configcheck.schema_path(workflow.basedir))
 try:
     configcheck.drop_disabled(config)
     configcheck.refuse_unknown_keys(config, SCHEMA)
-except ConfigError as err:
-    raise WorkflowError(f"config: {err}") from None
-
-validate(config, "../schemas/config.schema.yaml")
-
-try:
+    validate(config, "../schemas/config.schema.yaml")
     EXPERIMENTS = configcheck.check(config, SCHEMA)
 except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
 
-# The interpreter running Snakemake also runs the stages (the project's .venv); with
-# `portable`, with PyTorch's, oneDNN's and MKL's kernels pinned to AVX2 (README, Evaluation
-# protocol).
-PORTABLE_ENV = {
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "MKL_CBWR": "AVX2",
-}
-PY = shlex.quote(sys.executable)
-if config["portable"]:
-    PY = " ".join(["env", *(f"{k}={v}" for k, v in PORTABLE_ENV.items()), PY])
+PY = plan.interpreter(config, sys.executable)
 SHARDS = list(range(config["shards"]))
-# Videos the dataset stage probes at once: up to 8, never more than this machine's cores (a
-# cluster job asks for them: a request larger than a node would never start).
-PROBE_THREADS = min(8, os.cpu_count() or 1)
+PROBE_THREADS = plan.probe_threads()
 CV = config["cv"]
 DATASET = config["dataset"]
 TASK = config["task"]  # classify | regress
 DEMO_DIR = os.path.dirname(configcheck.DEMO_SHEET)
+# With curve.subjects: results retrained on subsets of each fold's training subjects (those
+# curve.models names); not on a backbone trained per fold (pipeline.curve).
+CURVES = configcheck.curve_pairs(config, EXPERIMENTS)
+PATTERNS = plan.patterns()
+
+
+wildcard_constraints:
+    shard=r"\d+",
+    fold=r"\d+",
+    # a model variant is "name@label"; a fused backbone "a+b"
+    model=PATTERNS["model"],
+    backbone=PATTERNS["backbone"],
 
 
 def fold_ids():
@@ -61,227 +53,109 @@ def fold_ids():
     return list(range(CV["k"]))
 
 
-def get_split_file():
-    """The split of cv.method file: cv.file, else the label sheet (its fold column)."""
-    if CV["method"] != "file":
-        return []
-    return [CV["file"] or get_sheet()]
-
-
-_BACKBONE = (
-    "(?:" + "|".join(map(re.escape, catalog.BACKBONES)) + r")(?:@[A-Za-z0-9_-]+)?"
-)
-
-
-wildcard_constraints:
-    shard=r"\d+",
-    fold=r"\d+",
-    # a model variant is "name@label"; a fused backbone "a+b"
-    model="(?:" + "|".join(catalog.MODELS) + r")(?:@[A-Za-z0-9_-]+)?",
-    backbone=_BACKBONE + "(?:" + re.escape(catalog.FUSE) + _BACKBONE + ")*",
-
-
+# Input and params functions: each forwards to pipeline.plan (tested without Snakemake).
 def section(*keys):
-    """A config section as canonical JSON: the stage's only view of the config."""
-    value = config
-    for key in keys:
-        value = value[key]
-    return json.dumps(value, sort_keys=True)
+    return plan.section(config, *keys)
 
 
 def get_sheet():
-    """The label sheet: the user's, or the one an adapter builds from dataset.root."""
-    if DATASET["format"] == "sheet":
-        return DATASET["sheet"]
-    return "results/dataset/sheet.csv"
+    return plan.sheet(config)
+
+
+def get_split_file():
+    return plan.split_files(config)
 
 
 def get_reference_photos(wildcards):
-    """The sheet's reference photos: a new photo re-runs the dataset rule and what follows."""
-    from pipeline.datasets.sheet import reference_photos
-
-    if DATASET["format"] != "sheet":
-        return []
-    return reference_photos(DATASET["sheet"], DATASET.get("root"))
-
-
-def get_dataset_root():
-    return [DATASET["root"]] if DATASET["format"] != "sheet" else []
+    return plan.reference_photos(config)
 
 
 def get_backbone_params(wildcards):
-    return json.dumps(config["backbones"][wildcards.backbone] or {}, sort_keys=True)
+    return plan.backbone_params(config, wildcards.backbone)
 
 
 def backbone_files(wildcards):
-    """The model or weights file a backbone's settings name (onnx's `path`, `weights`): an
-    input, so replacing the file at the same path extracts the features again."""
-    settings = config["backbones"][wildcards.backbone] or {}
-    return [
-        os.path.expanduser(settings[k]) for k in ("path", "weights") if settings.get(k)
-    ]
+    return plan.backbone_files(config, wildcards.backbone)
 
 
 def get_model_params(wildcards):
-    return json.dumps(config["models"][wildcards.model] or {}, sort_keys=True)
+    return plan.model_params(config, wildcards.model)
 
 
-SHARED_BACKBONES = [b for b, e in catalog.BACKBONES.items() if not e.per_fold]
-FOLD_BACKBONES = [b for b, e in catalog.BACKBONES.items() if e.per_fold]
-
-
-def named(backbones):
-    """A wildcard constraint matching these backbones and their variants ("onnx@label")."""
-    return "(?:" + "|".join(map(re.escape, backbones)) + r")(?:@[A-Za-z0-9_-]+)?"
-
-
-def part_features(backbone, folds):
-    """The feature files of one (unfused) backbone for `folds` (per-fold backbones have their
-    own files for every fold)."""
-    if catalog.backbone_entry(backbone).per_fold:
-        return expand(
-            "results/features/{backbone}/fold{fold}/shard-{shard}.h5",
-            backbone=backbone,
-            fold=folds,
-            shard=SHARDS,
-        )
-    return expand(
-        "results/features/{backbone}/shard-{shard}.h5", backbone=backbone, shard=SHARDS
-    )
+def get_normalize(wildcards):
+    return plan.model_normalize(config, wildcards.model)
 
 
 def get_features(wildcards):
-    """A fold's features: of every backbone a fused name "a+b" joins, in its order."""
-    return [
-        path
-        for part in catalog.parts(wildcards.backbone)
-        for path in part_features(part, [wildcards.fold])
-    ]
+    return plan.feature_files(config, wildcards.backbone, [wildcards.fold], SHARDS)
 
 
 def get_all_features(wildcards):
-    """Every feature file of a backbone (all folds for per-fold backbones)."""
-    return part_features(wildcards.backbone, fold_ids())
+    return plan.feature_files(config, wildcards.backbone, fold_ids(), SHARDS)
 
 
-def model_normalize(model):
-    """A model's calibration protocol: its own `normalize`, else cv.normalize."""
-    return (config["models"][model] or {}).get("normalize") or CV["normalize"]
-
-
-def backbone_section(backbone):
-    """The config of a backbone; of a fused one, every part's by name."""
-    names = catalog.parts(backbone)
-    if len(names) == 1:
-        return config["backbones"][backbone] or {}
-    return {name: config["backbones"][name] or {} for name in names}
-
-
-def get_predictions(wildcards):
-    return expand(
-        "results/models/{model}/{backbone}/fold{fold}/predictions.csv",
-        model=wildcards.model,
-        backbone=wildcards.backbone,
-        fold=fold_ids(),
-    )
-
-
-def get_fold_files(name):
-    def files(wildcards):
-        return expand(
-            "results/models/{model}/{backbone}/fold{fold}/" + name,
-            model=wildcards.model,
-            backbone=wildcards.backbone,
-            fold=fold_ids(),
-        )
-
-    return files
-
-
-get_onthefly = get_fold_files("onthefly.csv")
-get_histories = get_fold_files("history.csv")
-
-
-def get_provenance(wildcards):
-    """The config a metrics file depends on (its own model and backbone sections only, so that
-    adding a model leaves the others' metrics and hashes alone)."""
-    return json.dumps(
-        {
-            "model": config["models"][wildcards.model] or {},
-            "backbone": backbone_section(wildcards.backbone),
-            # dataset.strict changes whether the run stops, never a number
-            "dataset": {k: v for k, v in DATASET.items() if k != "strict"},
-            "face": config["face"],
-            "frontalize": config["frontalize"],
-            "cv": config["cv"],
-            "clips": config["clips"],
-            "train": config["train"],
-            **(
-                {"task": TASK, "regress": config["regress"]}
-                if TASK == "regress"
-                else {}
-            ),
-        },
-        sort_keys=True,
-    )
-
-
-def get_preprocessing(wildcards):
-    """Everything before the model, stored in model.pt so that `pipeline.predict` repeats it."""
-
-    def spec(name):
-        out = {"name": name, "params": config["backbones"][name] or {}}
-        if catalog.backbone_entry(name).per_fold:
-            out["checkpoint"] = (
-                f"results/backbones/{name}/fold{wildcards.fold}/model.pt"
-            )
-        return out
-
-    names = catalog.parts(wildcards.backbone)
-    backbone = (
-        spec(names[0])
-        if len(names) == 1
-        else {
-            "name": wildcards.backbone,
-            "parts": [spec(name) for name in names],
-        }
-    )
-    return json.dumps(
-        {
-            "decode": {k: DATASET[k] for k in ("folder_fps", "target_fps")},
-            "face": config["face"],
-            "frontalize": config["frontalize"],
-            "clips": config["clips"],
-            "backbone": backbone,
-            "normalize": model_normalize(wildcards.model),
-        },
-        sort_keys=True,
-    )
+get_curve_features = get_all_features  # curves refuse per-fold backbones (configcheck)
 
 
 def get_vector_features(wildcards):
-    """Every feature file of the configured vector backbones (all folds for per-fold ones):
-    the exporter takes the class probabilities of those that give them."""
-    return [
-        path
-        for b in config["backbones"]
-        if catalog.backbone_entry(b).kind == catalog.VECTORS
-        for path in part_features(b, fold_ids())
-    ]
+    return plan.vector_feature_files(config, fold_ids(), SHARDS)
+
+
+def get_predictions(wildcards):
+    return plan.fold_files(
+        wildcards.model, wildcards.backbone, "predictions.csv", fold_ids()
+    )
+
+
+def get_histories(wildcards):
+    return plan.fold_files(
+        wildcards.model, wildcards.backbone, "history.csv", fold_ids()
+    )
+
+
+def get_onthefly(wildcards):
+    """A classifier's on-the-fly predictions (a regress run has none)."""
+    if TASK != "classify":
+        return []
+    return plan.fold_files(
+        wildcards.model, wildcards.backbone, "onthefly.csv", fold_ids()
+    )
 
 
 def get_all_predictions(wildcards):
     """The test-clip predictions of every (model, backbone) pair and fold."""
+    folds = fold_ids()
     return [
-        path
-        for model, backbone in EXPERIMENTS
-        for path in expand(
-            "results/models/{model}/{backbone}/fold{fold}/predictions.csv",
-            model=model,
-            backbone=backbone,
-            fold=fold_ids(),
-        )
+        p
+        for m, b in EXPERIMENTS
+        for p in plan.fold_files(m, b, "predictions.csv", folds)
     ]
+
+
+def get_targets(wildcards):
+    """A regress run's frame-wise labels; a classifier needs none."""
+    return ["results/targets.h5"] if TASK == "regress" else []
+
+
+def train_output_arguments(wildcards, output):
+    """--out-<name> PATH for every file the train job writes (plan.train_outputs)."""
+    return " ".join(
+        f"--out-{name} {shlex.quote(path)}" for name, path in output.items()
+    )
+
+
+def onthefly_argument(wildcards, input):
+    return f"--onthefly {shlex.join(input.onthefly)}" if input.onthefly else ""
+
+
+def get_provenance(wildcards):
+    return plan.provenance(config, wildcards.model, wildcards.backbone)
+
+
+def get_preprocessing(wildcards):
+    return plan.preprocessing(
+        config, wildcards.model, wildcards.backbone, wildcards.fold
+    )
 
 
 def get_report_extras(wildcards):
@@ -293,94 +167,31 @@ def get_metrics():
     return [f"results/metrics/{m}_{b}.json" for m, b in EXPERIMENTS]
 
 
-# With curve.subjects: results retrained on subsets of each fold's training subjects (those
-# curve.models names); not on a backbone trained per fold (pipeline.curve).
-CURVES = configcheck.curve_pairs(config, EXPERIMENTS)
-
-
-def get_curve_features(wildcards):
-    """Every fold's features of a (possibly fused) backbone none of whose parts is per fold."""
-    return [
-        path
-        for part in catalog.parts(wildcards.backbone)
-        for path in part_features(part, fold_ids())
-    ]
-
-
 def get_curves():
     return [f"results/curves/{m}_{b}.json" for m, b in CURVES]
 
 
 def get_indexes():
-    return expand(
-        "results/features/{backbone}/index.csv", backbone=list(config["backbones"])
-    )
+    return [f"results/features/{b}/index.csv" for b in config["backbones"]]
 
 
 def get_benchmarks(wildcards):
-    """The benchmark file of every job the report's numbers come from (the runtime rule's
-    inputs). A benchmark file is an output of its job: deleting one reruns that job. The
-    demo generator is left out (it is not part of a run on real data)."""
-    configured = list(config["backbones"])
-    shared = [b for b in configured if catalog.base(b) in SHARED_BACKBONES]
-    per_fold = [b for b in configured if catalog.base(b) in FOLD_BACKBONES]
-    folds = fold_ids()
-    files = [rules.adapt_dataset.benchmark] if DATASET["format"] != "sheet" else []
-    files += [
-        rules.dataset.benchmark,
-        rules.audit.benchmark,
-        rules.audit_gate.benchmark,
-        rules.window_clips.benchmark,
-        rules.folds.benchmark,
-    ]
-    files += expand(rules.detect_faces.benchmark, shard=SHARDS)
-    files += expand(rules.frontalize.benchmark, shard=SHARDS)
-    files += expand(rules.extract_features.benchmark, backbone=shared, shard=SHARDS)
-    files += expand(rules.train_backbone.benchmark, backbone=per_fold, fold=folds)
-    files += expand(
-        rules.extract_fold_features.benchmark,
-        backbone=per_fold,
-        fold=folds,
-        shard=SHARDS,
-    )
-    files += expand(rules.feature_index.benchmark, backbone=configured)
-    if TASK == "regress":
-        files.append(rules.targets.benchmark)
-    for model, backbone in EXPERIMENTS:
-        files += expand(
-            rules.train.benchmark, model=model, backbone=backbone, fold=folds
-        )
-        files.append(
-            expand(rules.evaluate.benchmark, model=model, backbone=backbone)[0]
-        )
-    for model, backbone in CURVES:
-        files += expand(rules.curve.benchmark, model=model, backbone=backbone)
-    files += [
-        rules.compare.benchmark,
-        rules.qc_faces.benchmark,
-        rules.qc_skipped.benchmark,
-    ]
-    return files
+    """The benchmark file of every job the report's numbers come from (plan.benchmark_jobs)."""
+    jobs = plan.benchmark_jobs(config, EXPERIMENTS, CURVES, fold_ids(), SHARDS)
+    return [expand(getattr(rules, rule).benchmark, **where)[0] for rule, where in jobs]
 
 
-# Resources (mem_mb in MB, runtime in minutes) are what a cluster job asks for; locally they
-# only matter with --resources. Override them per rule in a profile (set-resources).
-def gpus_for(device):
-    """One GPU for a job whose device setting asks for CUDA; `auto` and `cpu` ask for none."""
-    return 1 if str(device).startswith("cuda") else 0
+# Resources: what a cluster job asks for (plan's functions say how much).
+gpus_for = plan.gpus_for
 
 
 def backbone_gpus(wildcards):
-    return gpus_for(
-        (config["backbones"][wildcards.backbone] or {}).get("device", "auto")
-    )
+    return plan.backbone_gpus(config, wildcards.backbone)
 
 
 def shard_runtime(wildcards, attempt):
-    """Per-shard stages: two hours, doubled on each retry (a shard resumes where it stopped)."""
-    return 120 * 2 ** (attempt - 1)
+    return plan.shard_runtime(attempt)
 
 
 def train_mem_mb(wildcards, input, attempt):
-    """Training holds its fold's clips in memory: ~12 × the compressed features, plus torch."""
-    return int((2000 + 12 * input.size_mb) * attempt)
+    return plan.train_mem_mb(input.size_mb, attempt)

@@ -1,6 +1,6 @@
 rule adapt_dataset:
     input:
-        root=get_dataset_root(),
+        root=plan.dataset_root(config),
     output:
         sheet="results/dataset/sheet.csv",
     log:
@@ -19,9 +19,7 @@ rule adapt_dataset:
 
 
 # The dataset rule probes the videos; the audit (its own rule) checks them as a set and maps
-# labels; the gate stops the run before any face job. The settings that only the audit reads
-# are not the dataset rule's: changing them re-runs no video stage.
-AUDIT_KEYS = ("annotation", "labels", "label_aliases", "strict")
+# labels; the gate stops the run before any face job (plan.AUDIT_KEYS: what each reads).
 
 
 rule dataset:
@@ -40,10 +38,7 @@ rule dataset:
         mem_mb=2000,
         runtime=60,
     params:
-        # the annotation settings are the targets rule's, the label settings the audit's
-        dataset=json.dumps(
-            {k: v for k, v in DATASET.items() if k not in AUDIT_KEYS}, sort_keys=True
-        ),
+        dataset=plan.dataset_params(config),
         on_error=config["on_error"],
         task=TASK,
     shell:
@@ -68,16 +63,7 @@ rule audit:
         mem_mb=1000,
         runtime=10,
     params:
-        audit=json.dumps(
-            {
-                "labels": DATASET["labels"],
-                "label_aliases": DATASET.get("label_aliases") or {},
-                "cv": {k: CV[k] for k in ("method", "k")},
-                "clip_length": config["clips"]["length"],
-                "task": TASK,
-            },
-            sort_keys=True,
-        ),
+        audit=plan.audit_params(config),
     shell:
         "{PY} -m pipeline.datasets.audit run --videos {input.videos:q} "
         "--out-videos {output.videos:q} --out {output.audit:q} --params {params.audit:q} "

@@ -9,7 +9,7 @@ rule extract_features:
     benchmark:
         "benchmarks/extract_features/{backbone}/shard-{shard}.tsv"
     wildcard_constraints:
-        backbone=named(SHARED_BACKBONES),
+        backbone=PATTERNS["shared"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -38,7 +38,7 @@ rule train_backbone:
     benchmark:
         "benchmarks/train_backbone/{backbone}/fold{fold}.tsv"
     wildcard_constraints:
-        backbone=named(FOLD_BACKBONES),
+        backbone=PATTERNS["per_fold"],
     threads: 1
     resources:
         mem_mb=6000,
@@ -64,7 +64,7 @@ rule extract_fold_features:
     benchmark:
         "benchmarks/extract_features/{backbone}/fold{fold}/shard-{shard}.tsv"
     wildcard_constraints:
-        backbone=named(FOLD_BACKBONES),
+        backbone=PATTERNS["per_fold"],
     threads: 1
     resources:
         mem_mb=4000,

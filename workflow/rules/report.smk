@@ -102,7 +102,7 @@ rule report:
         mem_mb=4000,
         runtime=30,
     params:
-        config=json.dumps(config, sort_keys=True),
+        config=section(),
     shell:
         "{PY} -m pipeline.report --metrics {input.metrics:q} --videos {input.videos:q} "
         "--audit {input.audit:q} "

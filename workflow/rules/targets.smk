@@ -15,7 +15,7 @@ rule targets:
         mem_mb=2000,
         runtime=30,
     params:
-        annotation=json.dumps(DATASET["annotation"], sort_keys=True),
+        annotation=section("dataset", "annotation"),
     shell:
         "{PY} -m pipeline.targets --videos {input.videos:q} --faces {input.faces:q} "
         "--params {params.annotation:q} --out {output.targets:q} --qc {output.qc:q} "

@@ -1,0 +1,85 @@
+"""What the audit's findings are made of: the label normal form its variant check compares,
+and the findings table with its messages' listings (lines, ids, "and N more")."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import pandas as pd
+
+COLUMNS = ["check", "severity", "rows", "videos", "message"]
+SEVERITIES = ("error", "warning", "info")
+SHOWN = 8  # videos named in a message before "and N more"
+
+
+def normal_form(label: str) -> str:
+    """A label as compared for variants: Unicode NFKC, invisible format characters (zero-width
+    spaces…) removed, case folded, runs of whitespace as one space, stripped."""
+    text = unicodedata.normalize("NFKC", label)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return re.sub(r"\s+", " ", text.casefold()).strip()
+
+
+def how_differs(a: str, b: str) -> str:
+    if a.casefold() == b.casefold():
+        return "case"
+    nfkc = (unicodedata.normalize("NFKC", a), unicodedata.normalize("NFKC", b))
+    if nfkc[0] == nfkc[1] or nfkc[0].casefold() == nfkc[1].casefold():
+        return "Unicode form"
+    return "whitespace or invisible characters"
+
+
+def lines_of(rows: pd.DataFrame) -> str:
+    return ";".join(str(int(x)) for x in sorted(rows.line))
+
+
+def ids_of(rows: pd.DataFrame) -> str:
+    return ";".join(rows.sort_values("line").video_id)
+
+
+def first_few(items: list[str]) -> str:
+    """The first SHOWN items and how many more."""
+    more = len(items) - SHOWN
+    return ", ".join(items[:SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def named_few(rows: pd.DataFrame, detail=None) -> str:
+    """The first videos of `rows` by id (with `detail(row)`), and how many more."""
+    return first_few(
+        [
+            f"{r.video_id}{f' ({detail(r)})' if detail else ''}"
+            for r in rows.sort_values("line").itertuples()
+        ]
+    )
+
+
+def where_in_sheet(rows: pd.DataFrame) -> str:
+    """Where a few rows are, for a message: ", line 9", ", lines 9, 12", ", lines 9, … (20)"."""
+    lines = [str(x) for x in sorted(rows.line)]
+    shown = ", ".join(lines[:SHOWN]) + (f" … ({len(lines)})" if len(lines) > SHOWN else "")
+    return f", line{'s' if len(lines) > 1 else ''} {shown}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+class Findings(list):
+    """The audit's findings, one dict each; `table()` sorts them by severity."""
+
+    def add(self, check: str, severity: str, rows: pd.DataFrame, message: str) -> None:
+        self.append(
+            {
+                "check": check,
+                "severity": severity,
+                "rows": lines_of(rows),
+                "videos": ids_of(rows),
+                "message": message,
+            }
+        )
+
+    def table(self) -> pd.DataFrame:
+        order = {s: i for i, s in enumerate(SEVERITIES)}
+        out = pd.DataFrame(list(self), columns=COLUMNS)
+        return out.sort_values("severity", key=lambda s: s.map(order), kind="stable")
