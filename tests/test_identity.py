@@ -98,11 +98,13 @@ def test_a_reference_photo_makes_the_smaller_face_the_subject(tmp_path):
 def test_the_live_face_stage_follows_the_reference_too(tmp_path):
     from pipeline.faces.detector import Detector
     from pipeline.predict.online import OnlineFaces
+    from pipeline.settings import BackboneSpec, Preprocessing
     from pipeline.video import iter_lazy
 
     video, photo = two_people(tmp_path)
-    online = OnlineFaces({"frontalize": {}}, Detector({}), str(photo))
+    pre = Preprocessing({}, {}, {}, {}, BackboneSpec("hog"))
+    online = OnlineFaces(pre, Detector({}), str(photo))
     boxes = [online(frame)["face"].box for frame in iter_lazy(str(video))]
     assert len(boxes) == 12 and all((b[0] + b[2]) / 2 > 270 for b in boxes)
-    plain = OnlineFaces({"frontalize": {}}, Detector({}))
+    plain = OnlineFaces(pre, Detector({}))
     assert all((plain(f)["face"].box[[0, 2]].mean()) < 280 for f in iter_lazy(str(video)))

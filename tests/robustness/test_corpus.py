@@ -276,8 +276,8 @@ def test_a_long_video_keeps_memory_flat(tmp_path):
                     det.create_dataset(key, data=values)
             det.attrs["cropped"] = False
             decode = {"target_fps": None, "folder_fps": 30.0}
-            frames = partial(crops_dataset, out.create_group("aligned"), "none")
-            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode, frames)
+            allocate = partial(crops_dataset, out.create_group("aligned"), "none")
+            frontalize_video(str(path), det, 112, "similarity", Frontalizer(112), decode, allocate)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert arrays["valid"].all()

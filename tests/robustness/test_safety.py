@@ -27,12 +27,14 @@ UNQUOTED_OK = {
     "params.on_error": "schema enum skip|fail",
     "params.normalize": "schema enum none|per_subject",
     "params.format": "schema enum of dataset formats",
-    "params.task": "schema enum classify|regress",
+    "params.task": "schema enum classify|regress; the train rule's: plan.task_arguments, fixed flags and the schema enum mse|ccc",
     "params.loss": "schema enum mse|ccc",
     "params.shards": "schema integer",
     "params.seed": "schema integer",
     "params.length": "schema integer",
-    "params.split": "already shlex.quote'd in the rule",
+    "params.split": "shlex.quote'd by plan.split_arguments",
+    "params.outputs": "shlex.quote'd by train_output_arguments (common.smk)",
+    "params.onthefly": "shlex.join'd by onthefly_argument (common.smk)",
 }
 
 
@@ -86,5 +88,9 @@ def test_every_path_reaches_the_shell_quoted():
 
 
 def test_the_interpreter_path_is_quoted_too():
+    from pipeline import plan
+
     common = (ROOT / "workflow/rules/common.smk").read_text()
-    assert "PY = shlex.quote(sys.executable)" in common
+    assert "PY = plan.interpreter(config, sys.executable)" in common
+    assert plan.interpreter({"portable": False}, "/a b/python;rm") == "'/a b/python;rm'"
+    assert plan.interpreter({"portable": True}, "/a b/python").endswith(" '/a b/python'")

@@ -20,7 +20,7 @@ rule evaluate:
         onthefly=onthefly_argument,
         provenance=get_provenance,
     shell:
-        "{PY} -m {params.module} --predictions {input.predictions:q} {params.onthefly} "
+        "{PY} -m {params.module:q} --predictions {input.predictions:q} {params.onthefly} "
         "--histories {input.histories:q} --model {wildcards.model} "
         "--backbone {wildcards.backbone} --params {params.provenance:q} "
         "--out {output.metrics:q} > {log:q} 2>&1"

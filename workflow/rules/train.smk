@@ -28,7 +28,7 @@ rule train:
         normalize=get_normalize,
         preprocessing=get_preprocessing,
     shell:
-        "{PY} -m {params.module} --clips {input.clips:q} --folds {input.folds:q} "
+        "{PY} -m {params.module:q} --clips {input.clips:q} --folds {input.folds:q} "
         "{params.task} --features {input.features:q} --model {wildcards.model} "
         "--backbone {wildcards.backbone} --fold {wildcards.fold} --params {params.model:q} "
         "--clip-length {params.length} --seed {params.seed} --device {params.device:q} "
