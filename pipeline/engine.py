@@ -36,7 +36,13 @@ import torch
 
 from pipeline.common import TrainingError, seed_everything
 from pipeline.models.base import Trainable
-from pipeline.objectives import Classification, Regression, class_weights, evaluate_loss
+from pipeline.objectives import (
+    Classification,
+    Regression,
+    class_weights,
+    describe,
+    evaluate_loss,
+)
 from pipeline.settings import Training
 from pipeline.splits import inner_split
 
@@ -165,7 +171,7 @@ def fit(
                 waited += 1
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
-        log.info("%s epoch %d: %s", name, epoch, objective.describe(row))
+        log.info("%s epoch %d: %s", name, epoch, describe(row))
         if validate and settings.patience and waited >= settings.patience:
             log.info("no improvement for %d epochs: stopping at epoch %d", waited, epoch)
             break

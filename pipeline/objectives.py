@@ -55,6 +55,24 @@ def evaluate_loss(model, x, y, criterion, device: str, batch_size: int = 64) -> 
     return total / len(x), correct / len(x)
 
 
+SHOWN = {  # the history's columns an epoch's log line shows, and their labels
+    "loss": "loss",
+    "train_acc": "train acc",
+    "val_loss": "val loss",
+    "val_acc": "val acc",
+    "val_ccc": "val CCC",
+}
+
+
+def describe(row: dict) -> str:
+    """An epoch's history row for the log: "loss 0.6931, train acc 0.500, val loss …"."""
+    return ", ".join(
+        f"{label} {row[key]:.{4 if 'loss' in key else 3}f}"
+        for key, label in SHOWN.items()
+        if key in row
+    )
+
+
 class Classification:
     """Class indices y (N,) → logits (B, K)."""
 
@@ -100,13 +118,6 @@ class Classification:
     def validate(self, model, x_val, y_val, criterion, device: str) -> dict:
         loss, acc = evaluate_loss(model, x_val, y_val, criterion or nn.CrossEntropyLoss(), device)
         return {"val_loss": loss, "val_acc": acc}
-
-    @staticmethod
-    def describe(row: dict) -> str:
-        text = f"loss {row['loss']:.4f}, train acc {row['train_acc']:.3f}"
-        if "val_loss" in row:
-            text += f", val loss {row['val_loss']:.4f}, val acc {row['val_acc']:.3f}"
-        return text
 
 
 def masked_loss(pred: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -190,10 +201,3 @@ class Regression:
             "val_loss": float(masked_loss(pred, y_val, self.loss)),
             "val_ccc": frame_ccc(pred.numpy(), y_val.numpy()),
         }
-
-    @staticmethod
-    def describe(row: dict) -> str:
-        text = f"loss {row['loss']:.4f}"
-        if "val_ccc" in row:
-            text += f", val loss {row['val_loss']:.4f}, val CCC {row['val_ccc']:.3f}"
-        return text

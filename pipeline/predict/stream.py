@@ -29,6 +29,7 @@ further. A regular file given as the source is read as fast as it is processed, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -297,11 +298,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     if args.queue < 1:
         raise ConfigError(f"--queue {args.queue}: at least 1 frame")
-    if args.out == "-":
+    with contextlib.ExitStack() as stack:
+        out = (
+            sys.stdout if args.out == "-" else stack.enter_context(open(args.out, "w", buffering=1))
+        )
         summary = run_stream(
             args.source,
             args.model,
-            sys.stdout,
+            out,
             args.device,
             args.threads,
             args.calibrate,
@@ -310,20 +314,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.max_frames,
             args.reference,
         )
-    else:
-        with open(args.out, "w", buffering=1) as out:
-            summary = run_stream(
-                args.source,
-                args.model,
-                out,
-                args.device,
-                args.threads,
-                args.calibrate,
-                args.queue,
-                args.format,
-                args.max_frames,
-                args.reference,
-            )
     print(json.dumps(summary), file=sys.stderr)
 
 
