@@ -40,5 +40,5 @@ format: $(STAMP)
 	$(BIN)/snakefmt Snakefile workflow
 
 clean:
-	rm -rf results/* .snakemake logs benchmarks site
+	rm -rf results/* .snakemake logs site
 	touch results/.gitkeep

@@ -5,7 +5,7 @@ Three rules, one subcommand each, so that the report reads only small tables:
     python -m pipeline.qc faces    --faces F.. --aligned A.. --out qc/faces.json
     python -m pipeline.qc skipped  --dataset-skipped D --folds-skipped S --faces F..
                                    --aligned A.. --out qc/skipped.csv
-    python -m pipeline.qc runtime  --benchmarks B.. --root benchmarks --out qc/runtime.csv
+    python -m pipeline.qc runtime  --benchmarks B.. --root logs/runtime --out qc/runtime.csv
 
 `faces.json`: frame accounting of the face stage (frames, with a face, detected,
 interpolated, filled across misses, with several faces, other detections, videos taken as
@@ -167,7 +167,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     skipped.add_argument("--out", required=True)
     runtime = sub.add_parser("runtime", help="run time and memory per stage (CSV)")
     runtime.add_argument("--benchmarks", nargs="*", default=[], help="benchmark .tsv files")
-    runtime.add_argument("--root", default="benchmarks", help="their folder (stage = subfolder)")
+    runtime.add_argument("--root", default="logs/runtime", help="their folder (stage = subfolder)")
     runtime.add_argument("--out", required=True)
     return ap.parse_args(argv)
 

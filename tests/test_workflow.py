@@ -392,7 +392,7 @@ def test_every_rule_declares_threads_memory_runtime_and_a_benchmark(root):
             assert key in body, f"rule {name} does not declare {key}"
     # the report renders small files of other rules: no HDF5 shard, no undeclared folder
     report = next(body for body in rules if body.startswith("report:"))
-    assert ".h5" not in report and "benchmarks" not in report.split("benchmark:")[0]
+    assert ".h5" not in report and "logs/runtime" not in report.split("benchmark:")[0]
     assert "--benchmarks" not in report
 
 

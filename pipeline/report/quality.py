@@ -161,7 +161,7 @@ def runtime_section(runtime: pd.DataFrame) -> str:
     """Per-stage run time and peak memory from qc/runtime.csv."""
     html = ["<h2>Run time and memory</h2>"]
     if runtime.empty:
-        html.append("<p>No benchmark files were found (benchmarks/).</p>")
+        html.append("<p>No benchmark files were found (logs/runtime/).</p>")
         return "\n".join(html)
 
     def number(value, digits: int) -> str:
@@ -179,7 +179,7 @@ def runtime_section(runtime: pd.DataFrame) -> str:
         for r in runtime.itertuples()
     ]
     html += [
-        "<p class='muted'>From each job's Snakemake benchmark file (benchmarks/), latest run; "
+        "<p class='muted'>From each job's Snakemake benchmark file (logs/runtime/), latest run; "
         "the report's own job is not included (it is timed while this page is written). Wall "
         "seconds of jobs that ran side by side add up to more than the elapsed time; with more "
         "jobs than cores they are also inflated. Peak memory = the largest resident set of "

@@ -7,7 +7,7 @@ rule window_clips:
     log:
         "logs/window_clips.log",
     benchmark:
-        "benchmarks/window_clips.tsv"
+        "logs/runtime/window_clips.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -29,7 +29,7 @@ checkpoint folds:
     log:
         "logs/folds.log",
     benchmark:
-        "benchmarks/folds.tsv"
+        "logs/runtime/folds.tsv"
     threads: 1
     resources:
         mem_mb=1000,

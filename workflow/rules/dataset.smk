@@ -6,7 +6,7 @@ rule adapt_dataset:
     log:
         "logs/adapt_dataset.log",
     benchmark:
-        "benchmarks/adapt_dataset.tsv"
+        "logs/runtime/adapt_dataset.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -32,7 +32,7 @@ rule dataset:
     log:
         "logs/dataset.log",
     benchmark:
-        "benchmarks/dataset.tsv"
+        "logs/runtime/dataset.tsv"
     threads: PROBE_THREADS
     resources:
         mem_mb=2000,
@@ -57,7 +57,7 @@ rule audit:
     log:
         "logs/audit.log",
     benchmark:
-        "benchmarks/audit.tsv"
+        "logs/runtime/audit.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -79,7 +79,7 @@ rule audit_gate:
     log:
         "logs/audit_gate.log",
     benchmark:
-        "benchmarks/audit_gate.tsv"
+        "logs/runtime/audit_gate.tsv"
     threads: 1
     resources:
         mem_mb=500,

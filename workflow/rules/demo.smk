@@ -6,7 +6,7 @@ rule demo_data:
     log:
         "logs/demo_data.log",
     benchmark:
-        "benchmarks/demo_data.tsv"
+        "logs/runtime/demo_data.tsv"
     threads: 2
     resources:
         mem_mb=2000,

@@ -10,7 +10,7 @@ rule evaluate:
     log:
         "logs/evaluate/{model}_{backbone}.log",
     benchmark:
-        "benchmarks/evaluate/{model}_{backbone}.tsv"
+        "logs/runtime/evaluate/{model}_{backbone}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -37,7 +37,7 @@ rule curve:
     log:
         "logs/curve/{model}_{backbone}.log",
     benchmark:
-        "benchmarks/curve/{model}_{backbone}.tsv"
+        "logs/runtime/curve/{model}_{backbone}.tsv"
     threads: 1
     resources:
         mem_mb=train_mem_mb,

@@ -13,7 +13,7 @@ rule export_frames:
     log:
         "logs/export_frames.log",
     benchmark:
-        "benchmarks/export_frames.tsv"
+        "logs/runtime/export_frames.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -10,7 +10,7 @@ rule detect_faces:
     log:
         "logs/detect_faces/shard-{shard}.log",
     benchmark:
-        "benchmarks/detect_faces/shard-{shard}.tsv"
+        "logs/runtime/detect_faces/shard-{shard}.tsv"
     threads: 1
     resources:
         mem_mb=3000,

@@ -7,7 +7,7 @@ rule extract_features:
     log:
         "logs/extract_features/{backbone}/shard-{shard}.log",
     benchmark:
-        "benchmarks/extract_features/{backbone}/shard-{shard}.tsv"
+        "logs/runtime/extract_features/{backbone}/shard-{shard}.tsv"
     wildcard_constraints:
         backbone=PATTERNS["shared"],
     threads: 1
@@ -36,7 +36,7 @@ rule train_backbone:
     log:
         "logs/train_backbone/{backbone}/fold{fold}.log",
     benchmark:
-        "benchmarks/train_backbone/{backbone}/fold{fold}.tsv"
+        "logs/runtime/train_backbone/{backbone}/fold{fold}.tsv"
     wildcard_constraints:
         backbone=PATTERNS["per_fold"],
     threads: 1
@@ -62,7 +62,7 @@ rule extract_fold_features:
     log:
         "logs/extract_features/{backbone}/fold{fold}/shard-{shard}.log",
     benchmark:
-        "benchmarks/extract_features/{backbone}/fold{fold}/shard-{shard}.tsv"
+        "logs/runtime/extract_features/{backbone}/fold{fold}/shard-{shard}.tsv"
     wildcard_constraints:
         backbone=PATTERNS["per_fold"],
     threads: 1
@@ -86,7 +86,7 @@ rule feature_index:
     log:
         "logs/feature_index/{backbone}.log",
     benchmark:
-        "benchmarks/feature_index/{backbone}.tsv"
+        "logs/runtime/feature_index/{backbone}.tsv"
     threads: 1
     resources:
         mem_mb=1000,

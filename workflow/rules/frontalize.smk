@@ -8,7 +8,7 @@ rule frontalize:
     log:
         "logs/frontalize/shard-{shard}.log",
     benchmark:
-        "benchmarks/frontalize/shard-{shard}.tsv"
+        "logs/runtime/frontalize/shard-{shard}.tsv"
     threads: 1
     resources:
         mem_mb=3000,

@@ -8,7 +8,7 @@ rule compare:
     log:
         "logs/compare.log",
     benchmark:
-        "benchmarks/compare.tsv"
+        "logs/runtime/compare.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -27,7 +27,7 @@ rule qc_faces:
     log:
         "logs/qc_faces.log",
     benchmark:
-        "benchmarks/qc_faces.tsv"
+        "logs/runtime/qc_faces.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -48,7 +48,7 @@ rule qc_skipped:
     log:
         "logs/qc_skipped.log",
     benchmark:
-        "benchmarks/qc_skipped.tsv"
+        "logs/runtime/qc_skipped.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -67,13 +67,13 @@ rule runtime:
     log:
         "logs/runtime.log",
     benchmark:
-        "benchmarks/runtime.tsv"
+        "logs/runtime/runtime.tsv"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
     shell:
-        "{PY} -m pipeline.qc runtime --benchmarks {input.benchmarks:q} --root benchmarks "
+        "{PY} -m pipeline.qc runtime --benchmarks {input.benchmarks:q} --root logs/runtime "
         "--out {output.runtime:q} > {log:q} 2>&1"
 
 
@@ -96,7 +96,7 @@ rule report:
     log:
         "logs/report.log",
     benchmark:
-        "benchmarks/report.tsv"
+        "logs/runtime/report.tsv"
     threads: 1
     resources:
         mem_mb=4000,

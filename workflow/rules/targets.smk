@@ -9,7 +9,7 @@ rule targets:
     log:
         "logs/targets.log",
     benchmark:
-        "benchmarks/targets.tsv"
+        "logs/runtime/targets.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -11,7 +11,7 @@ rule train:
     log:
         "logs/train/{model}/{backbone}/fold{fold}.log",
     benchmark:
-        "benchmarks/train/{model}/{backbone}/fold{fold}.tsv"
+        "logs/runtime/train/{model}/{backbone}/fold{fold}.tsv"
     threads: 1
     resources:
         mem_mb=train_mem_mb,
