@@ -9,13 +9,13 @@
   68 dlib landmarks (`dlib`, default: eye-contour centres, nose tip, mouth corners; fitted on
   every second frame, smoothed) or are MTCNN's own (`mtcnn`: found on key frames only,
   interpolated between them); on real talking faces the first give crops on which the FER
-  network separates expressions 6-8 points better (README, Faces).
+  network separates expressions 6-8 points better (docs/faces.md).
 - `hassner`: in the spirit of Hassner et al., "Effective face frontalization in unconstrained
   images" (CVPR 2015): a camera is fitted to the 68 dlib landmarks against the same points on
   a generic 3D reference face (`pipeline.faces.reference3d`, authored in this project), the reference
   surface is projected into the frame and the frame resampled there, giving a frontal view in
   the same crop geometry as `similarity`. `symmetry: soft` fills self-occluded parts from the
-  mirrored side (default `none`; see the README for why). Needs `face.landmarks: dlib`.
+  mirrored side (default `none`; docs/faces.md says why). Needs `face.landmarks: dlib`.
 
 Frames where no face was detected borrow the landmarks of the nearest frame that has one and
 stay marked invalid. With 68 landmarks, head pose is estimated for every frame whatever the

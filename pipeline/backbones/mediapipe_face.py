@@ -3,7 +3,7 @@
 Both run the landmarker on each aligned crop, its border widened by `pad` of its size on every
 side (edge pixels repeated: the landmarker's own detector looks for a face with some context;
 on real talking faces the scores from these crops follow those from the whole frame with a
-median correlation of 0.85, and classify as well: README, Backbones). The face followed is the
+median correlation of 0.85, and classify as well: docs/backbones.md). The face followed is the
 face stage's, so another person in the frame never takes over.
 
 - `blendshapes` (52-d): MediaPipe's blendshape scores in [0, 1], action-unit-like (`browInnerUp`,

@@ -325,7 +325,7 @@ def build_sheet(fmt: str, root: str | Path) -> pd.DataFrame:
     sheet = ADAPTERS[fmt](root)
     if sheet.empty:
         raise SheetError(
-            f"{root}: no labelled video found in the {fmt} layout (see README, 'Datasets')"
+            f"{root}: no labelled video found in the {fmt} layout (see docs/data.md, 'Public datasets')"
         )
     return sheet
 

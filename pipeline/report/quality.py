@@ -36,7 +36,7 @@ def audit_section(audit: pd.DataFrame | None) -> str:
     html.append(
         f"<p>{int(counts.get('warning', 0))} warnings and {int(counts.get('info', 0))} notes "
         "on the videos as a set, before any face job (results/qc/audit.csv, with every row "
-        "involved; README, Your own data).</p>"
+        "involved; docs/data.md, Your own data).</p>"
     )
     rows = [
         [
