@@ -35,6 +35,7 @@ from pipeline.common import (
     setup_logging,
     write_csv_atomic,
 )
+from pipeline.datasets.sheet import derive_id
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,6 @@ def loso_folds(videos: pd.DataFrame) -> pd.DataFrame:
 def read_split(path: str | Path) -> pd.DataFrame:
     """video_id, fold of a split file (or a sheet with a fold column); fold labels renumbered
     0..n-1 in numeric order; rows with a negative fold (in no test fold) are dropped."""
-    from pipeline.datasets.sheet import derive_id
 
     path = Path(path)
     if not path.is_file():

@@ -26,7 +26,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.common import ConfigError, DataError, atomic_path, digest
+from pipeline.common import (
+    ConfigError,
+    DataError,
+    atomic_path,
+    digest,
+    setup_logging,
+    write_csv_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -387,8 +394,6 @@ def pad_clip(frames: np.ndarray, length: int) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-
-    from pipeline.common import setup_logging, write_csv_atomic
 
     ap = argparse.ArgumentParser(description="Index the video datasets of feature files as CSV.")
     ap.add_argument("--features", nargs="+", required=True)

@@ -439,17 +439,19 @@ def test_a_crashed_frontalize_shard_resumes_and_redraws_montages(run, tmp_path, 
     ]
     real, seen = frontalize.frontalize_video, []
 
-    def crash_on_second(path, *rest):
+    def crash_on_second(path, *rest, **options):
         seen.append(path)
         if len(seen) == 2:
             raise RuntimeError("job killed")
-        return real(path, *rest)
+        return real(path, *rest, **options)
 
     monkeypatch.setattr(frontalize, "frontalize_video", crash_on_second)
     with pytest.raises(RuntimeError):
         frontalize.main(args)
     seen.clear()
-    monkeypatch.setattr(frontalize, "frontalize_video", lambda p, *r: seen.append(p) or real(p, *r))
+    monkeypatch.setattr(
+        frontalize, "frontalize_video", lambda p, *r, **o: seen.append(p) or real(p, *r, **o)
+    )
     frontalize.main(args)
     assert len(seen) == len(videos) - 1  # the first video was restored, not redone
     assert sorted(p.stem for p in (tmp_path / "montages").glob("*.png")) == sorted(videos)

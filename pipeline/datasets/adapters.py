@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.common import SheetError, run_main, setup_logging, write_csv_atomic
+from pipeline.datasets.sheet import derive_id
 from pipeline.video import natural_key
 
 log = logging.getLogger(__name__)
@@ -298,7 +299,6 @@ def affwild2(root: Path) -> pd.DataFrame:
 
 
 def derive_video_id(stem: str) -> str:
-    from pipeline.datasets.sheet import derive_id
 
     return derive_id(stem)
 

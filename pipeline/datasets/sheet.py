@@ -50,6 +50,7 @@ from pipeline.common import (
     setup_logging,
     write_csv_atomic,
 )
+from pipeline.datasets.annotations import read_all
 from pipeline.video import VideoInfo, probe
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,6 @@ def reference_photos(sheet: str | Path, root: str | Path | None = None) -> list[
 def annotation_problems(sheet: str | Path, root: str | Path | None, settings: dict) -> list[str]:
     """Every problem of the annotation files a sheet names, read with the config's
     `dataset.annotation` settings (the workflow checks them before any job runs)."""
-    from pipeline.datasets.annotations import read_all
 
     named = column_files(sheet, "annotation", root)
     missing = [

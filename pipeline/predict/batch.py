@@ -16,12 +16,16 @@ import pandas as pd
 from pipeline.common import (
     ConfigError,
     VideoError,
+    read_csv,
     set_threads,
     write_csv_atomic,
     write_json_atomic,
 )
+from pipeline.datasets.sheet import ID_PATTERN, check_photo, derive_id
+from pipeline.faces.stage import torch_threads
 from pipeline.predict.predictor import Predictor
 from pipeline.predict.steps import video_stamp
+from pipeline.video import IMAGE_SUFFIXES, natural_key
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,6 @@ VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 
 def is_frame_folder(path: Path) -> bool:
-    from pipeline.video import IMAGE_SUFFIXES
 
     return path.is_dir() and any(
         p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in path.iterdir()
@@ -40,7 +43,6 @@ def is_frame_folder(path: Path) -> bool:
 def folder_videos(folder: Path) -> list[Path]:
     """The videos below `folder`: files with a video suffix and folders of frame images (not
     descended into), in natural order of their paths."""
-    from pipeline.video import natural_key
 
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -60,8 +62,6 @@ def sheet_videos(sheet: Path) -> list[Item]:
     """(id, path, label or None, reference or None) of every row of a sheet: a CSV with a
     `path` column (relative to the sheet's folder, or absolute), optional `video_id`, `label`
     and `reference` (a photo of the person to follow, relative like `path`)."""
-    from pipeline.common import read_csv
-    from pipeline.datasets.sheet import ID_PATTERN, check_photo, derive_id
 
     try:
         table = read_csv(sheet)
@@ -100,7 +100,6 @@ def expand_inputs(inputs: Sequence[str]) -> list[Item]:
     they are, folders of videos by their videos (ids from the path inside the folder), CSV
     sheets by their rows. Ids are made unique (`_2`, `_3`, … on a repeat); a file named twice
     is predicted once."""
-    from pipeline.datasets.sheet import derive_id
 
     items: list[Item] = []
     for given in inputs:
@@ -192,12 +191,11 @@ def run_batch(
 
     from tqdm import tqdm
 
-    from pipeline.faces.stage import torch_threads
-
     items = expand_inputs(inputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if predictor is None:  # else one already loaded (device, threads, calibration its own)
+    own = predictor is None  # else one already loaded (device, threads, calibration its own)
+    if own:
         predictor = Predictor(model_dir, device, threads, calibration)
     default_photo = reference or predictor.reference  # the caller's predictor is left as it is
     pipelined = predictor.threads >= 2
@@ -283,6 +281,8 @@ def run_batch(
         predictor.pipelined = False
         set_threads(predictor.threads)
         bar.close()
+        if own:  # the caller closes a predictor it passed
+            predictor.close()
     table = pd.DataFrame([rows[i] for i in sorted(rows)])
     write_csv_atomic(out / "summary.csv", table)
     log.info(

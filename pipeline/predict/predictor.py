@@ -103,6 +103,16 @@ class Predictor:
         finally:
             set_threads(self.threads)
 
+    def close(self) -> None:
+        """Close the backbones' runtimes (MediaPipe's landmarker would complain at exit)."""
+        self.backbones.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def person(self, calibration: Sequence[str]) -> list[Calibration]:
         """The person calibration the model was trained with, one per fold (`Calibration`):
         for `calibrated`, the statistics of `calibration`, other unlabelled videos of the same
@@ -255,4 +265,5 @@ def run(
     the summary written to summary.json."""
     if not Path(video).exists():
         raise ConfigError(f"{video}: no such video file or frame folder")
-    return Predictor(model_dir, device, threads, calibration, reference).video(video, out_dir)
+    with Predictor(model_dir, device, threads, calibration, reference) as predictor:
+        return predictor.video(video, out_dir)

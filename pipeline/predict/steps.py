@@ -74,16 +74,28 @@ class Backbones:
 
     def __init__(self):
         self.built: dict[str, object] = {}
+        self.exports: dict[str, list[tuple[int, str]]] = {}
 
     def __call__(self, spec: BackboneSpec):
         key = spec.key()
         if key not in self.built:
             self.built[key] = build_backbone(spec.name, spec.params, spec.checkpoint)
+            # once: describe() may hash the backbone's model file, far too slow per frame
+            self.exports[key] = exported(spec.name, self.built[key])
         return self.built[key]
 
     def columns(self, spec: BackboneSpec) -> list[tuple[int, str]]:
         """The per-frame columns the backbone exports (index in its output, name)."""
-        return exported(spec.name, self(spec))
+        self(spec)
+        return self.exports[spec.key()]
+
+    def close(self) -> None:
+        """Close the backbones that hold a runtime (MediaPipe's landmarker)."""
+        for backbone in self.built.values():
+            if hasattr(backbone, "close"):
+                backbone.close()
+        self.built.clear()
+        self.exports.clear()
 
 
 def per_fold(pres: list[Preprocessing], compute: Callable[[BackboneSpec], np.ndarray | None]):

@@ -42,6 +42,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from pipeline.common import ConfigError, VideoError, run_main, setup_logging
+from pipeline.predict import Predictor
+from pipeline.predict.online import Live
+from pipeline.video import LazyFrame
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +91,6 @@ def frames_of(source: str, format: str | None = None) -> Iterator:
     path PyAV opens. Probing is kept short so that the first frame is not held back."""
     import av
 
-    from pipeline.video import LazyFrame
-
     if source.isdigit():
         yield from camera_frames(int(source))
         return
@@ -118,8 +119,6 @@ def frames_of(source: str, format: str | None = None) -> Iterator:
 def camera_frames(index: int) -> Iterator:
     import av
     import cv2
-
-    from pipeline.video import LazyFrame
 
     capture = cv2.VideoCapture(index)
     if not capture.isOpened():
@@ -153,10 +152,13 @@ def run_stream(
     """Predict on `source` frame by frame, writing CSV lines to the text stream `out`
     (following the person of the photo `reference`, if given); returns the summary (frames,
     processed, dropped, latency percentiles, fps)."""
-    from pipeline.predict import Predictor
-    from pipeline.predict.online import Live
 
-    predictor = Predictor(model_dir, device, threads, calibration, reference)
+    with Predictor(model_dir, device, threads, calibration, reference) as predictor:
+        return _run_live(predictor, source, out, queue, format, max_frames)
+
+
+def _run_live(predictor, source, out, queue: int, format, max_frames) -> dict:
+    """run_stream's loop, with the predictor loaded (and closed by the caller)."""
     live = Live(predictor)
     live.warm_up()
     classes = predictor.classes
