@@ -188,7 +188,7 @@ def benchmark_jobs(
     return jobs
 
 
-def feature_files(config: dict, backbone: str, folds, shards) -> list[str]:
+def feature_files(backbone: str, folds, shards) -> list[str]:
     """The feature files of `backbone` (of every part of a fused "a+b", in its order) for
     `folds`: a per-fold backbone has its own files in every fold."""
     out = []
@@ -206,7 +206,7 @@ def vector_feature_files(config: dict, folds, shards) -> list[str]:
         path
         for b in config["backbones"]
         if catalog.backbone_entry(b).kind == catalog.VECTORS
-        for path in feature_files(config, b, folds, shards)
+        for path in feature_files(b, folds, shards)
     ]
 
 

@@ -87,11 +87,11 @@ def get_normalize(wildcards):
 
 
 def get_features(wildcards):
-    return plan.feature_files(config, wildcards.backbone, [wildcards.fold], SHARDS)
+    return plan.feature_files(wildcards.backbone, [wildcards.fold], SHARDS)
 
 
 def get_all_features(wildcards):
-    return plan.feature_files(config, wildcards.backbone, fold_ids(), SHARDS)
+    return plan.feature_files(wildcards.backbone, fold_ids(), SHARDS)
 
 
 get_curve_features = get_all_features  # curves refuse per-fold backbones (configcheck)
