@@ -93,7 +93,7 @@ def probing(n: int, real: str | None, n_rows: int) -> None:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from pipeline.video import write_video
+    from pipeline.encode import write_video
 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:

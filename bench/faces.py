@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.datasets import demo  # noqa: E402
-from pipeline.video import write_video  # noqa: E402
+from pipeline.encode import write_video  # noqa: E402
 
 SIZE = (640, 480)
 

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.faces import render, table  # noqa: E402
 from pipeline.datasets import demo  # noqa: E402
-from pipeline.video import write_video  # noqa: E402
+from pipeline.encode import write_video  # noqa: E402
 
 
 def untrained_model(folder: Path, name: str = "gru") -> Path:

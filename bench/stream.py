@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.faces import render  # noqa: E402
 from bench.predict import untrained_model  # noqa: E402
 from pipeline.datasets import demo  # noqa: E402
-from pipeline.video import write_video  # noqa: E402
+from pipeline.encode import write_video  # noqa: E402
 
 
 def due_times(video: str) -> list[float]:

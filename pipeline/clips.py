@@ -15,7 +15,6 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-import h5py
 import numpy as np
 import pandas as pd
 
@@ -27,6 +26,7 @@ from pipeline.common import (
     setup_logging,
     write_csv_atomic,
 )
+from pipeline.store import open_h5
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = {**DEFAULTS, **parse_params(args.params)}
     lengths: dict[str, int] = {}
     for path in args.aligned:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             lengths.update({vid: len(f[vid]["valid"]) for vid in f})
     table = clip_table(read_csv(args.videos), lengths, p["length"], p["stride"])
     if table.empty:

@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 
 class PipelineError(Exception):
     """An error the user can fix; its message names the file, the problem and the fix."""
@@ -56,11 +54,11 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def run_main(fn, argv=None) -> None:
-    """Run a stage's main; a PipelineError ends the process with its message, not a traceback."""
+    """Run a stage's main; a PipelineError ends the process with its message, once (stderr:
+    the terminal, or the job's log), not a traceback."""
     try:
         fn(argv)
     except PipelineError as err:
-        log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -55,6 +55,7 @@ import pandas as pd
 
 from pipeline.clips import average_windows
 from pipeline.common import ConfigError, read_csv, run_main, setup_logging, write_csv_atomic
+from pipeline.store import open_h5
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _open_all(paths: Sequence[str], stack: ExitStack) -> dict[str, h5py.Group]:
     """video_id → its group, over every shard file (kept open until `stack` closes)."""
     groups = {}
     for path in paths:
-        f = stack.enter_context(h5py.File(path, "r"))
+        f = stack.enter_context(open_h5(path))
         groups.update({vid: f[vid] for vid in f})
     return groups
 
@@ -74,7 +75,7 @@ def _skipped(paths: Sequence[str]) -> dict[str, str]:
 
     out = {}
     for path in paths:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             out.update(json.loads(f.attrs.get("skipped", "{}")))
     return out
 
@@ -120,7 +121,7 @@ def probability_sources(files: Sequence[str], stack: ExitStack) -> list[Probabil
     by_name: dict[str, dict] = {}
     about: dict[str, dict] = {}
     for path in sorted(files):
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             name = str(f.attrs["backbone"])
             if f.attrs.get("kind") != "vectors":
                 continue

@@ -28,7 +28,7 @@ import numpy as np
 from pipeline import catalog
 from pipeline.backbones import build_backbone
 from pipeline.common import ConfigError, digest, parse_params, run_main, setup_logging
-from pipeline.store import Resume, file_state, frame_chunks, shard_writer
+from pipeline.store import Resume, file_state, frame_chunks, open_h5, shard_writer
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def extract_shard(backbone, name: str, params: dict, aligned_path: str, out_path
     }
     resume = Resume(out_path, {"stage": "features", **attrs, "aligned": file_state(aligned_path)})
     with (
-        h5py.File(aligned_path, "r") as aligned,
+        open_h5(aligned_path) as aligned,
         shard_writer(out_path, **attrs) as (out, skipped),
     ):
         for vid in aligned:

@@ -11,7 +11,9 @@ Three protocols (`cv.method`):
            (the dfew adapter writes one). A negative fold means "in no test fold".
 
 Whatever the protocol, a check refuses any split with a subject on both sides of a fold, and
-any fold without test or training videos. Clips inherit their video's fold, so clips of one
+any fold without test or training videos; for a classifier (`--task classify`), also a fold
+whose training videos all show one class (nothing to learn to tell apart), naming the fold, its
+subjects and the fix, before any training. Clips inherit their video's fold, so clips of one
 video never straddle folds. Every model reads the same `folds.csv`.
 
 Outputs: `folds.csv` (video_id, subject, label, fold) and `skipped.csv` (videos the split file
@@ -29,6 +31,7 @@ import pandas as pd
 
 from pipeline.common import (
     ConfigError,
+    DataError,
     parse_params,
     read_csv,
     run_main,
@@ -187,6 +190,30 @@ def check_folds(folds: pd.DataFrame, n_folds: int | None = None, source: str = "
         raise ConfigError(f"{where}a split needs at least 2 folds, found {n_folds}")
 
 
+def check_classes(folds: pd.DataFrame, source: str = "") -> None:
+    """Refuse a split in which a fold's training videos (those of every other fold, and those in
+    no test fold) all show one class: a classifier cannot be trained on it."""
+    where = f"{source}: " if source else ""
+    problems = []
+    for fold in sorted(int(f) for f in folds.fold.unique() if f >= 0):
+        train = folds[folds.fold != fold]
+        classes = sorted(train.label.astype(str).unique())
+        if len(classes) < 2:
+            subjects = sorted(train.subject.astype(str).unique())
+            shown = ", ".join(subjects[:8]) + (", …" if len(subjects) > 8 else "")
+            problems.append(
+                f"fold {fold}: its {len(train)} training videos (subjects {shown}) all show "
+                f"{classes[0] if classes else 'no'} class"
+            )
+    if problems:
+        raise DataError(
+            f"{where}a classifier needs at least 2 classes in every fold's training videos; "
+            + "; ".join(problems)
+            + ". Add videos of the other classes for these subjects' folds, use fewer folds "
+            "(cv.k) or another split, or check the sheet's labels (docs: data.md)"
+        )
+
+
 def make_folds(videos: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     p = {**DEFAULTS, **params}
     none = pd.DataFrame(columns=SKIP_COLUMNS)
@@ -210,6 +237,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--skipped", help="skipped.csv: videos left out by a split file")
     ap.add_argument("--params", default="{}", help="the config's `cv` section as JSON")
     ap.add_argument("--split", help="the split file (overrides cv.file; the sheet when unset)")
+    ap.add_argument(
+        "--task",
+        choices=("classify", "regress"),
+        default="classify",
+        help="classify: every fold's training videos must show 2 classes or more",
+    )
     return ap.parse_args(argv)
 
 
@@ -221,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.split:
         params["file"] = args.split
     folds, skipped = make_folds(videos, params)
+    if args.task == "classify":
+        check_classes(folds, params.get("file") or "")
     write_csv_atomic(args.out, folds)
     if args.skipped:
         write_csv_atomic(args.skipped, skipped)

@@ -68,7 +68,7 @@ from pipeline.faces.headpose import (  # noqa: F401 (the stage's warps and pose,
     umeyama,
 )
 from pipeline.faces.landmarks import five_points
-from pipeline.store import Resume, file_state, frame_chunks, shard_writer
+from pipeline.store import Resume, file_state, frame_chunks, open_h5, shard_writer
 from pipeline.video import batched, decode_options, iter_lazy, prefetched
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def frontalize_shard(
         out_path, {"stage": "frontalize", "params": params, "faces": file_state(faces_path)}
     )
     with (
-        h5py.File(faces_path, "r") as faces,
+        open_h5(faces_path) as faces,
         shard_writer(out_path, params=params) as (out, skipped),
     ):
         for vid in faces:

@@ -14,17 +14,22 @@ when it parses, so it imports neither torch nor Snakemake.
 - `feature_files`, `fold_files`: the paths a job reads, for any backbone (fused, per fold).
 - `benchmark_jobs`: the rule and wildcards of every job whose benchmark file the report's
   run-time table reads.
+- `video_files`, `shard_files`: what re-runs the probe and one shard's face job when a video
+  changes in place (videos are no rule's input files).
 - `interpreter`, the resources a cluster job asks for (`gpus_for`, `train_mem_mb`, …).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
 import shlex
+from pathlib import Path
 
 from pipeline import catalog
+from pipeline.common import shard_of
 from pipeline.settings import Preprocessing
 
 VARIANT = r"(?:@[A-Za-z0-9_-]+)?"
@@ -242,6 +247,51 @@ def reference_photos(config: dict) -> list[str]:
     if dataset["format"] != "sheet":
         return []
     return reference_photos(dataset["sheet"], dataset.get("root"))
+
+
+def video_files(config: dict) -> list[str]:
+    """Every file the dataset is read from: the sheet's videos (a folder of frames: the files
+    in it) or, for an adapter, every file under dataset.root. Input files of the dataset rule
+    (a sheet names its videos, no rule writes them): a video replaced in place (same path, new
+    content) is newer than the probe's table and probes again, a video added or removed changes
+    the rule's input files; `shard_files` then re-runs that video's shard alone."""
+    from pipeline.datasets.sheet import column_files  # pandas and PyAV: at job time only
+
+    dataset = config["dataset"]
+    if dataset["format"] == "sheet":
+        paths = [path for _, path in column_files(dataset["sheet"], "path", dataset.get("root"))]
+    else:
+        paths = [Path(dataset["root"])]
+    return sorted({f for path in paths for f in _files(path)})
+
+
+def shard_files(probed: str | os.PathLike, shard: int, shards: int) -> list[str]:
+    """The files the face job of `shard` reads besides the probe's table: its videos (a folder
+    of frames: the files in it) and their reference photos. Its input files, so that a video
+    replaced in place, added or removed re-runs its own shard, and another shard's video, a
+    label or a subject none (the table itself is an `ancient` input). Paths inside the working
+    folder are relative to it (the table's are absolute), so a moved or copied project folder
+    re-runs nothing."""
+    files: set[str] = set()
+    with open(probed, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if shard_of(row["video_id"], shards) == shard:
+                files.update(_files(Path(row["path"])))
+                if row.get("reference"):
+                    files.add(row["reference"])
+    here = Path.cwd()
+    return sorted(os.path.relpath(f, here) if Path(f).is_relative_to(here) else f for f in files)
+
+
+def _files(path: Path) -> list[str]:
+    """A file, or the files under a folder."""
+    if not path.is_dir():
+        return [str(path)] if path.exists() else []
+    found = []
+    for folder, dirs, names in os.walk(path):
+        dirs.sort()
+        found += [os.path.join(folder, name) for name in sorted(names)]
+    return found
 
 
 def split_arguments(config: dict) -> str:

@@ -23,12 +23,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
 from pipeline.common import read_csv, run_main, setup_logging, write_csv_atomic, write_json_atomic
-from pipeline.store import read_skipped
+from pipeline.store import open_h5, read_skipped
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def face_summary(face_files: Sequence[str], aligned_files: Sequence[str]) -> dic
         ("frames", "valid", "detected", "interpolated", "filled", "multi", "others", "cropped"), 0
     )
     for path in face_files:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             for vid in f:
                 g = f[vid]
                 v = g["valid"][:]
@@ -77,7 +76,7 @@ def face_summary(face_files: Sequence[str], aligned_files: Sequence[str]) -> dic
     values: dict[str, list[np.ndarray]] = {k: [] for k in POSE}
     quality: dict[str, float] = {}
     for path in aligned_files:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             for vid in f:
                 for key in POSE:
                     if key in f[vid]:

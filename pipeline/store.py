@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -36,6 +37,25 @@ from pipeline.common import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def open_h5(path: str | os.PathLike) -> h5py.File:
+    """Open a stage's HDF5 output for reading. One that cannot be read (cut short by a full
+    disk or a copy, overwritten) is named, with the fix: delete it and the same command
+    rebuilds it from its inputs (Snakemake sees it missing), then what depends on it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        if not os.path.isfile(path):
+            raise
+        message = str(err)  # "Unable to … open file (truncated file: eof = …)"
+        why = message.split(" (", 1)[1].rstrip(")") if " (" in message else message
+        raise DataError(
+            f"{path}: this cache file is damaged and cannot be read (HDF5: {why}; it has "
+            f"{os.path.getsize(path)} bytes). Delete it (rm {shlex.quote(str(path))}) and run "
+            "the same snakemake command again: it is rebuilt from its inputs, and what was "
+            "computed from it after it"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -121,7 +141,7 @@ class Resume:
 
 
 def read_skipped(path: str | os.PathLike) -> dict[str, str]:
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         return json.loads(f.attrs.get("skipped", "{}"))
 
 
@@ -131,7 +151,7 @@ def index_table(paths: list[str | Path]):
 
     rows = []
     for path in paths:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             common = {k: f.attrs.get(k, "") for k in ("backbone", "kind", "config_hash")}
             common["weights_digest"] = f.attrs.get("weights_digest", "")
             for vid, ds in f.items():
@@ -193,7 +213,7 @@ class ClipReader(Clips):
         self.paths = [str(p) for p in paths]
         self.index: dict[str, str] = {}
         for path in self.paths:
-            with h5py.File(path, "r") as f:
+            with open_h5(path) as f:
                 for vid in f:
                     self.index[vid] = path
         self._handles: dict[tuple[int, str], h5py.File] = {}
@@ -201,7 +221,7 @@ class ClipReader(Clips):
     def _file(self, path: str) -> h5py.File:
         key = (os.getpid(), path)
         if key not in self._handles:
-            self._handles[key] = h5py.File(path, "r")
+            self._handles[key] = open_h5(path)
         return self._handles[key]
 
     def video(self, video_id: str) -> h5py.Dataset:
@@ -328,7 +348,7 @@ def open_reader(
     `normalize` is none."""
     groups: dict[str, list[str | Path]] = {}
     for path in paths:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             name = str(f.attrs.get("backbone", ""))
         groups.setdefault(name, []).append(path)
     reader = ClipReader(paths) if len(groups) == 1 else FusedReader(list(groups.values()))

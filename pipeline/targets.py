@@ -37,6 +37,7 @@ from pipeline.common import (
 )
 from pipeline.continuous import resample
 from pipeline.datasets.annotations import read_all
+from pipeline.store import open_h5
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def frame_times_of(paths: Sequence[str]) -> dict[str, np.ndarray]:
     """video_id → the presentation times of its decoded frames, from the face shards."""
     times = {}
     for path in paths:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             times.update({vid: f[vid]["time"][:] for vid in f})
     return times
 

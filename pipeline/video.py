@@ -1,4 +1,4 @@
-"""Video input and output: video files (PyAV, ffmpeg inside its wheel) and frame folders.
+"""Video input: video files (PyAV, ffmpeg inside its wheel) and frame folders (writing: `encode`).
 
 A "video" is either a file PyAV can decode or a folder of images (natural sort of names).
 Frames are always yielded one at a time as RGB uint8 arrays of shape (H, W, 3): nothing here
@@ -173,11 +173,34 @@ def probe(
     except VideoError:
         raise
     except Exception as err:  # av.error.* (InvalidDataError, ...) for broken files
-        raise VideoError(f"{path}: cannot decode ({type(err).__name__}: {err})") from None
+        raise VideoError(f"{path}: cannot decode it ({decode_reason(err)})") from None
     if n == 0:
         raise VideoError(f"{path}: no decodable frames")
     content = marks.digest(decoded, width, height) if marks else ""
     return VideoInfo(keep.fps, n, width, height, fps, rotation, content)
+
+
+def decode_reason(err: Exception) -> str:
+    """Why FFmpeg could not decode, in words, and what to try: its message without the errno
+    number and file name PyAV adds ("[Errno 1094995529] Invalid data found…: 'x.mp4'")."""
+    import av
+
+    if isinstance(err, av.error.FFmpegError):
+        text = err.strerror or type(err).__name__
+    else:
+        text = str(err) or type(err).__name__
+    if isinstance(err, av.error.InvalidDataError):
+        hint = (
+            "the file is damaged, cut short, or not a video FFmpeg knows: play it, copy it again "
+            "from its source, or re-encode it with ffmpeg -i IN -c:v libx264 OUT.mp4"
+        )
+    elif isinstance(err, PermissionError | av.error.PermissionError):
+        hint = "this user may not read it: check its permissions"
+    elif isinstance(err, av.error.EOFError | EOFError):
+        hint = "the file ends before its frames do (cut short): copy it again from its source"
+    else:
+        hint = "if other players read it, re-encode it with ffmpeg -i IN -c:v libx264 OUT.mp4"
+    return f"{text.rstrip('.')}; {hint}"
 
 
 def _rotation(frame) -> int:
@@ -320,7 +343,7 @@ def iter_lazy(
                 if keep.keep(index, frame.time):
                     yield LazyFrame(frame, frame.time, rotation)
     except Exception as err:
-        raise VideoError(f"{path}: decoding failed ({type(err).__name__}: {err})") from None
+        raise VideoError(f"{path}: decoding failed ({decode_reason(err)})") from None
 
 
 def iter_frames(
@@ -399,52 +422,3 @@ def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
             batch = []
     if batch:
         yield batch
-
-
-def write_video(
-    path: str | Path,
-    frames: Iterable[np.ndarray],
-    fps: int = 30,
-    crf: int = 18,
-    rotation: int = 0,
-):
-    """Encode RGB uint8 frames (even width and height) as H.264 mp4, reproducibly.
-
-    `rotation` (degrees counter-clockwise) is written as display metadata, as phones do: the
-    stored frames are as given, players (and this module's readers) rotate them.
-
-    x264 runs single-threaded without lookahead or macroblock-tree rate control: with them,
-    the first frames' bytes were seen to change from run to run.
-    """
-    import av
-
-    path = Path(path)
-    with av.open(str(path), mode="w") as container:
-        stream = None
-        for index, frame in enumerate(frames):
-            height, width = frame.shape[:2]
-            if stream is None:
-                if width % 2 or height % 2:
-                    raise ValueError(
-                        f"{path}: H.264 4:2:0 needs even frame sizes, got {width}x{height}"
-                    )
-                stream = container.add_stream("libx264", rate=fps)
-                stream.width, stream.height = width, height
-                stream.pix_fmt = "yuv420p"
-                stream.options = {
-                    "crf": str(crf),
-                    "preset": "veryfast",
-                    "threads": "1",
-                    "x264-params": "rc-lookahead=0:mbtree=0",
-                }
-                stream.thread_count = 1
-                if rotation:
-                    stream.set_display_rotation(rotation)
-            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            picture.pts = index
-            for packet in stream.encode(picture):
-                container.mux(packet)
-        if stream is None:
-            raise ValueError(f"{path}: no frames to write")
-        for packet in stream.encode():
-            container.mux(packet)

@@ -5,7 +5,7 @@ from PIL import Image
 from pipeline.common import SheetError
 from pipeline.datasets.adapters import build_sheet
 from pipeline.datasets.sheet import probe_videos, read_sheet
-from pipeline.video import write_video
+from pipeline.encode import write_video
 
 
 def touch(path, content=b""):

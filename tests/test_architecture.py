@@ -21,7 +21,13 @@ PACKAGE = ROOT / "pipeline"
 # own layer and the layers below; never one above.
 LAYERS = [
     ["pipeline.common"],
-    ["pipeline.catalog", "pipeline.video", "pipeline.store", "pipeline.continuous"],
+    [
+        "pipeline.catalog",
+        "pipeline.video",
+        "pipeline.encode",
+        "pipeline.store",
+        "pipeline.continuous",
+    ],
     ["pipeline.settings"],
     ["pipeline.configcheck", "pipeline.plan", "pipeline.datasets"],
     ["pipeline.faces"],  # the face stage and its helpers (detector, tracking, landmarks, …)

@@ -17,7 +17,8 @@ from dagtools import TINY, job_counts, snakemake
 from pipeline.common import SheetError, read_csv
 from pipeline.datasets.audit import audit, gate, normal_form
 from pipeline.datasets.sheet import probe_videos, read_sheet
-from pipeline.video import probe, write_video
+from pipeline.encode import write_video
+from pipeline.video import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 CV = {"method": "kfold", "k": 3}
@@ -203,8 +204,9 @@ def test_links_are_refused_with_the_setting_named_and_dotdot_never_leaves(messy,
     with pytest.raises(SheetError) as err:
         read_sheet(sheet, root=data, follow_links=False)
     text = str(err.value)
-    assert "2 problem(s)" in text
+    assert "3 problem(s)" in text  # the two links, and the file the sheet lists twice
     assert "'farm/s4_take0.mp4' is a symbolic link to" in text
+    assert "list the same file" in text
     assert "set dataset.follow_links: true" in text
     # a link inside the root to a file inside it is no problem either way
     (data / "inner").mkdir(exist_ok=True)
@@ -380,3 +382,28 @@ def test_one_video_of_two_people_is_two_rows_with_their_photos_not_a_duplicate(t
     assert finding(found, "several_persons", "info").rows.tolist() == ["2;3"]
     copy = finding(found, "duplicate_content", "error")  # pa and pc: one photo, two subjects
     assert len(copy) == 1 and set(copy.rows.iloc[0].split(";")) == {"2", "3", "4"}
+
+
+def test_number_like_labels_and_subjects_written_two_ways_are_errors(tmp_path):
+    """A spreadsheet's `1`, `01`, `1.0` were three classes, and subjects `7`, `07` two people
+    (one person on both sides of a fold), with nothing but "thin class" warnings."""
+    rows = [("a.mp4", "7", "1"), ("b.mp4", "07", "01"), ("c.mp4", "7", "1.0"),
+            ("d.mp4", "8", "2"), ("e.mp4", "8", "2"), ("f.mp4", "9", "1")]  # fmt: skip
+    for seed, (name, _, _) in enumerate(rows):
+        clip(tmp_path / name, seed)
+    sheet = write_sheet(tmp_path / "sheet.csv", rows)
+    table = pd.read_csv(sheet, dtype=str)
+    assert table.label.tolist()[:3] == ["1", "01", "1.0"]  # as written, not as numbers
+    videos, _ = probe_videos(read_sheet(sheet), 30.0, "fail")
+    _, found = audit(videos, {"cv": {"method": "loso"}})
+    labels = finding(found, "label_variant", "error")
+    assert len(labels) == 1 and labels.rows.iloc[0] == "2;3;4;7"
+    message = labels.message.iloc[0]
+    assert "would be 3 classes" in message and "the way the number is written" in message
+    assert '"01": "1"' in message and '"1.0": "1"' in message  # the aliases to paste
+    subjects = finding(found, "subject_variant", "error")
+    assert len(subjects) == 1 and subjects.rows.iloc[0] == "2;3;4"
+    assert "'07' (1 video, line 3)" in subjects.message.iloc[0]
+    assert "both sides of a fold" in subjects.message.iloc[0]
+    assert normal_form("S01") != normal_form("S1")  # letters and digits: not a number
+    assert normal_form("10") != normal_form("1") and normal_form("1.50") == normal_form("1.5")

@@ -3,11 +3,11 @@ import pytest
 from PIL import Image
 
 from pipeline.datasets import demo
+from pipeline.encode import write_video
 from pipeline.faces.detector import Detector
 from pipeline.faces.reference3d import TEMPLATE_112
 from pipeline.faces.stage import detect_video
 from pipeline.faces.tracking import Face, iou
-from pipeline.video import write_video
 
 PER_FRAME = {"detect_every": 1, "full_every": 1, "detect_width": 0}
 

@@ -1,9 +1,12 @@
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.common import ConfigError
-from pipeline.folds import assign_folds, check_folds, make_folds
+from pipeline.common import ConfigError, DataError
+from pipeline.folds import assign_folds, check_classes, check_folds, make_folds
 from pipeline.splits import split
 
 
@@ -161,3 +164,29 @@ def test_a_split_file_finds_videos_by_absolute_path_as_by_relative_path(tmp_path
         "p3__clip": 1,
     }
     assert skipped.empty
+
+
+def test_a_fold_trained_on_one_class_is_refused_before_training(tmp_path):
+    """Subject s0 is the only one showing "b": its LOSO fold trains on "a" alone, which
+    scikit-learn refused with its own traceback in the train job; the folds stage names it."""
+    videos = pd.DataFrame(
+        {
+            "video_id": [f"v{i}" for i in range(6)],
+            "subject": ["s0", "s0", "s1", "s1", "s2", "s2"],
+            "label": ["a", "b", "a", "a", "a", "a"],
+        }
+    )
+    folds, _ = make_folds(videos, {"method": "loso"})
+    with pytest.raises(DataError, match=r"fold 0: its 4 training videos \(subjects s1, s2\) all "):
+        check_classes(folds)
+    check_classes(folds.assign(label=["a", "b"] * 3))  # every subject shows both
+    clips = tmp_path / "clips.csv"
+    videos.to_csv(clips, index=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.folds", "--clips", str(clips), "--out",
+         str(tmp_path / "folds.csv"), "--params", '{"method": "loso"}'],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "fold 0" in done.stderr and "cv.k" in done.stderr
+    assert not (tmp_path / "folds.csv").exists()

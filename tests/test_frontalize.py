@@ -234,9 +234,9 @@ def test_montage_tiles_kept_while_aligning_are_the_stored_frames(tmp_path, face_
     import h5py
 
     from pipeline.datasets import demo
+    from pipeline.encode import write_video
     from pipeline.faces.stage import detect_video
     from pipeline.frontalize import Frontalizer, crops_dataset, frontalize_video, montage_picks
-    from pipeline.video import write_video
 
     path = tmp_path / "v.mp4"
     write_video(path, demo.render_subject(1, "anger", 21, (320, 240), np.random.default_rng(2)))
@@ -263,9 +263,9 @@ def test_compression_changes_the_bytes_on_disk_not_the_crops(tmp_path, face_tool
     import h5py
 
     from pipeline.datasets import demo
+    from pipeline.encode import write_video
     from pipeline.faces.stage import detect_video
     from pipeline.frontalize import Frontalizer, crops_dataset, frontalize_video
-    from pipeline.video import write_video
 
     path = tmp_path / "v.mp4"
     write_video(path, demo.render_subject(2, "happiness", 20, (320, 240), np.random.default_rng(5)))
@@ -291,11 +291,11 @@ def test_the_similarity_warp_takes_its_five_points_from_the_68_landmarks(tmp_pat
     import h5py
 
     from pipeline.datasets import demo
+    from pipeline.encode import write_video
     from pipeline.faces.landmarks import five_points
     from pipeline.faces.reference3d import FRONTAL_68
     from pipeline.faces.stage import detect_video
     from pipeline.frontalize import Frontalizer, crops_dataset, frontalize_video
-    from pipeline.video import write_video
 
     # the frontal reference's 68 points give its eye centres, nose tip and mouth corners
     assert np.abs(five_points(FRONTAL_68) - TEMPLATE_112).max() < 4.0

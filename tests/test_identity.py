@@ -7,9 +7,9 @@ import numpy as np
 
 def test_a_cut_to_another_face_and_back_keeps_the_subject(tmp_path):
     from pipeline.datasets import demo
+    from pipeline.encode import write_video
     from pipeline.faces.detector import Detector
     from pipeline.faces.stage import detect_video
-    from pipeline.video import write_video
 
     rng = np.random.default_rng(0)
     a = demo.render_subject(0, "happiness", 20, (320, 240), rng)
@@ -35,7 +35,7 @@ def two_people(tmp_path, n=12):
     from PIL import Image
 
     from pipeline.datasets import demo
-    from pipeline.video import write_video
+    from pipeline.encode import write_video
 
     rng = np.random.default_rng(1)
     big = demo.render_subject(0, "happiness", n, (240, 240), rng)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.common import read_csv
-from pipeline.video import write_video
+from pipeline.encode import write_video
 
 
 def predict(workdir, *args):
@@ -135,7 +136,10 @@ def test_a_missing_model_folder_is_a_clear_error(run, tmp_path):
     workdir, _ = run
     video = sorted((workdir / "data/demo/videos").glob("*.mp4"))[0]
     done = predict(workdir, video, "--model", "results/models/nothing", "--out", tmp_path)
-    assert done.returncode == 1 and "no model.pt here or in fold*/" in done.stderr
+    assert done.returncode == 1 and "results/models/nothing: does not exist" in done.stderr
+    assert "The trained models near it: results/models/c3d/pixels" in done.stderr
+    assert done.stderr.count("does not exist") == 1  # once, not as a log line and again
+    assert "Traceback" not in done.stderr
 
 
 def test_inputs_expand_to_each_video_once_with_unique_ids(tmp_path):
@@ -292,3 +296,43 @@ def test_batch_from_a_sheet_on_the_command_line(run, tmp_path):
     for vid in ("c0", "c1"):
         names = {p.name for p in (out / vid).iterdir()}
         assert names == {"windows.csv", "frames.csv", "timeline.png", "summary.json"}
+
+
+@pytest.mark.parametrize("module", ["pipeline.predict", "pipeline.predict.stream"])
+def test_every_option_says_what_it_does_and_a_default_that_matters(module):
+    """--threads had no help text in predict and the stream, --queue's default was not shown."""
+    text = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    options = text.split("options:", 1)[1]
+    entries = re.split(r"\n  (?=-)", "\n" + options.strip("\n"))[1:]
+    assert len(entries) >= 6
+    for entry in entries:
+        name, *rest = entry.split()
+        metavars = {w for w in rest if w.isupper() or w.startswith("[") or w.endswith("]")}
+        described = " ".join(w for w in rest if w not in metavars)
+        assert re.search(r"[a-z]{3,} [a-z]{2,}", described), f"{module} {name}: no help text"
+    assert "default: 2" in text  # --threads
+    if module.endswith("stream"):
+        assert "(default: 4)" in text  # --queue
+
+
+def test_a_missing_model_folder_lists_the_trained_models(tmp_path, monkeypatch):
+    from pipeline.common import ConfigError
+    from pipeline.predict.steps import find_checkpoints
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("models/gru/hog/fold0", "models/gru/hog/fold1", "models/meanpool/hog/fold0",
+                   "backbones/resnet-attention/fold0"):  # fmt: skip
+        (tmp_path / "results" / folder).mkdir(parents=True)
+        (tmp_path / "results" / folder / "model.pt").write_bytes(b"")
+    with pytest.raises(ConfigError) as err:
+        find_checkpoints("results/models/gru/hgo")  # a typo
+    text = str(err.value)
+    assert "results/models/gru/hgo: does not exist" in text
+    assert "The trained models near it: results/models/gru/hog, results/models/meanpool/hog" in text
+    assert "backbones" not in text  # per-fold backbones are no classifier
+    assert len(find_checkpoints("results/models/gru/hog")) == 2
+    monkeypatch.chdir(tmp_path / "results/models")
+    with pytest.raises(ConfigError, match="No trained model is near it"):
+        find_checkpoints(tmp_path / "elsewhere/x/y")

@@ -1,7 +1,9 @@
 """Every command of the ```bash blocks of README and the documentation (docs/) runs as written.
 
 `make` targets are dry-run (`make -n`: `make report` and `make test` are what a newcomer and
-CI run anyway); Snakemake commands are dry-run (`-n`) in a copy of the project, where the data
+CI run anyway); Snakemake commands are dry-run (`-n`) in a copy of the project, in a shell that
+has sourced the environment as the pages tell a user to (a bare `snakemake` is not on PATH
+without it), where the data
 paths a reader replaces (`/data/mine/sheet.csv`, …) point at small generated data; the
 prediction command runs for real on a model of the tiny end-to-end run. A new command or a new
 placeholder path fails this test until it is taught here how to run it.
@@ -9,6 +11,7 @@ placeholder path fails this test until it is taught here how to run it.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -76,7 +79,7 @@ def test_the_readme_is_short_and_links_every_page_of_the_docs():
 
 def tiny_video(path: Path, seed: int) -> None:
     from pipeline.datasets import demo
-    from pipeline.video import write_video
+    from pipeline.encode import write_video
 
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -145,12 +148,31 @@ def test_make_commands_exist(line, command):
     assert done.returncode == 0, f"{line}: {command}\n{done.stderr}"
 
 
+# How README and the docs' first page tell a user to get `snakemake` after `make report`.
+ACTIVATE = "source .venv/bin/activate"
+
+
+def test_the_pages_say_how_to_get_the_environment():
+    for page in ("README.md", "docs/index.md"):
+        assert ACTIVATE in (ROOT / page).read_text(encoding="utf-8"), page
+
+
 @pytest.mark.parametrize("line,command", SNAKEMAKE, ids=ids(SNAKEMAKE))
 def test_snakemake_commands_plan_as_written(line, command, project, placeholders):
+    """In a shell as a user has it after `make report`: the project's .venv exists but is not
+    on PATH until the shell sources its activate script, as the pages say."""
     args = substituted(command, placeholders)
+    venv = project / ".venv"
+    if not venv.exists():
+        venv.symlink_to(Path(sys.executable).parents[1])
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    dry = shlex.join([args[0], "-n", *args[1:]])
     done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", *args[1:]],
+        ["bash", "-c", f"{ACTIVATE} && {dry}"],
         cwd=project,
+        env={**env, "PATH": path},
         capture_output=True,
         text=True,
         timeout=600,

@@ -134,3 +134,18 @@ def test_transductive_results_are_labelled_and_never_share_a_table():
     # baselines are compared within a protocol only: two 'Against the baseline' sections
     assert html.count("<h2>Against the baseline</h2>") == 1
     assert html.count("<h2>Against the baseline (transductive)</h2>") == 1
+
+
+def test_one_transductive_result_among_five_is_named_not_the_whole_run():
+    """The page of a run with one per_subject model among five opened with a banner saying the
+    run's features were standardised per subject, as if every number were transductive."""
+    models = ("gru", "meanpool", "c3d", "tcn", "statspool")
+    html = render_hostile(
+        [metrics_for(m, "per_subject" if m == "tcn" else "none", i) for i, m in enumerate(models)]
+    )
+    top = html[: html.index("<h2>Results</h2>")]
+    assert "1 of these 5 results are transductive (tcn on hog;" in top
+    assert "Transductive protocol: features were standardised" not in top
+    html = render_hostile([metrics_for(m, "per_subject", i) for i, m in enumerate(models[:2])])
+    top = html[: html.index("<h2>Results</h2>")]
+    assert "Transductive protocol: features were standardised per subject" in top

@@ -2,7 +2,7 @@ import pytest
 
 from pipeline.common import SheetError
 from pipeline.datasets.sheet import derive_id, probe_videos, read_sheet
-from pipeline.video import write_video
+from pipeline.encode import write_video
 
 
 def make_video(path, n=5):
@@ -13,24 +13,30 @@ def make_video(path, n=5):
 
 
 def test_all_problems_are_listed_with_line_numbers(tmp_path):
+    """Every problem of one sheet in one run: the file listed twice (the audit's check) was
+    said only on the run after the other four were fixed."""
     make_video(tmp_path / "ok.mp4")
+    make_video(tmp_path / "other.mp4", n=6)
     (tmp_path / "sheet.csv").write_text(
         "path,subject,label\n"
         "ok.mp4,s1,happy\n"
         "missing.mp4,s2,happy\n"
-        "ok.mp4,,sad\n"
+        "other.mp4,,sad\n"
+        "other.mp4,s3,\n"
         "../outside.mp4,s3,sad\n"
         "ok.mp4,s4,bored\n"
     )
     with pytest.raises(SheetError) as err:
         read_sheet(tmp_path / "sheet.csv")
     text = str(err.value)
-    assert "3 problem(s)" in text
+    assert "5 problem(s)" in text
     assert "line 3: 'missing.mp4' does not exist" in text
     assert "line 4: empty subject" in text
-    assert "line 5: path '../outside.mp4' escapes the data root" in text
-    # a file on two lines and labels are the audit's (tests/test_audit.py): it sees them all
-    assert "line 6" not in text
+    assert "line 5: empty label" in text
+    assert "line 6: path '../outside.mp4' escapes the data root" in text
+    assert "lines 2, 7 list the same file" in text
+    # labels are the audit's (tests/test_audit.py): it sees them all, with the config's aliases
+    assert "bored" not in text
 
 
 def test_a_file_listed_twice_or_three_times_reaches_the_audit_with_its_lines(tmp_path):
@@ -100,6 +106,9 @@ def test_undecodable_video_is_skipped_with_its_reason(tmp_path):
     assert list(videos.video_id) == ["good"] and int(videos.n_frames.iloc[0]) == 7
     reasons = dict(zip(skipped.video_id, skipped.reason, strict=True))
     assert "cannot decode" in reasons["bad"] and "0 bytes" in reasons["empty"]
+    # FFmpeg's words and what to try, without PyAV's "[Errno 1094995529] …: 'bad.mp4'"
+    assert "Invalid data found" in reasons["bad"] and "re-encode it" in reasons["bad"]
+    assert "Errno" not in reasons["bad"] and reasons["bad"].count("bad.mp4") == 1
 
 
 def test_parallel_probing_gives_the_serial_result_in_order(tmp_path):

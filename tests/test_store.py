@@ -1,9 +1,20 @@
+import os
+
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.store import ClipReader, pad_clip, shard_writer
+from pipeline.common import DataError
+from pipeline.store import (
+    ClipReader,
+    index_table,
+    open_h5,
+    open_reader,
+    pad_clip,
+    read_skipped,
+    shard_writer,
+)
 
 
 def test_pad_clip_repeats_the_last_frame():
@@ -173,3 +184,24 @@ def test_resume_restores_recorded_skips(tmp_path):
         assert Resume(tmp_path / "a.h5", {"k": 1}).restore("bad", f, skipped)
         assert skipped == {"bad": "no face found"} and "bad" not in f
         assert not Resume(tmp_path / "a.h5", {"k": 2}).restore("bad", f, {})
+
+
+def test_a_truncated_cache_file_is_named_with_its_fix(tmp_path):
+    """A feature shard cut to half its size (a full disk, a copy cut short), its mtime kept so
+    Snakemake sees nothing: the reader names the file, says it is damaged and how it is rebuilt,
+    instead of h5py's "Unable to synchronously open file (truncated file: eof = …)"."""
+    path = tmp_path / "shard-0.h5"
+    with shard_writer(path) as (f, _):
+        f.create_dataset("a", data=np.random.default_rng(0).random((200, 64)))
+    stat = path.stat()
+    with open(path, "r+b") as f:
+        f.truncate(stat.st_size // 2)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    for read in (open_reader, ClipReader, index_table):
+        with pytest.raises(DataError, match="cache file is damaged") as caught:
+            read([path])
+        assert str(path) in str(caught.value) and f"rm {path}" in str(caught.value)
+    with pytest.raises(DataError, match="truncated file"):
+        read_skipped(path)
+    with pytest.raises(FileNotFoundError):  # a missing file stays what it is
+        open_h5(tmp_path / "missing.h5")

@@ -5,13 +5,14 @@ import sys
 import numpy as np
 
 from pipeline.datasets import demo
-from pipeline.video import VideoInfo, iter_frames, probe, write_video
+from pipeline.encode import write_video
+from pipeline.video import VideoInfo, iter_frames, probe
 
 RENDER = """
 import sys
 import numpy as np
 from pipeline.datasets import demo
-from pipeline.video import write_video
+from pipeline.encode import write_video
 frames = demo.render_subject(0, "anger", 40, (320, 240), np.random.default_rng(5))
 write_video(sys.argv[1], frames, fps=30)
 """

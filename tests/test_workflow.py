@@ -12,9 +12,11 @@ import pytest
 import yaml
 from dagtools import TINY, job_counts, snakemake
 
-from pipeline.common import read_csv
+from pipeline.common import read_csv, shard_of
+from pipeline.encode import write_video
 from pipeline.folds import check_folds
 from pipeline.report import fmt
+from pipeline.video import iter_frames
 
 
 def test_metrics_are_consistent_and_complete(run):
@@ -514,3 +516,42 @@ def test_portable_runs_every_stage_with_pinned_kernels(run, tmp_path):
     commands = [line for line in portable.stdout.splitlines() if "-m pipeline." in line]
     assert commands and all("env ATEN_CPU_CAPABILITY=avx2" in c for c in commands)
     assert "ATEN_CPU_CAPABILITY" not in native.stdout
+
+
+def test_a_video_replaced_in_place_reruns_its_shard_and_changes_its_predictions(run, tmp_path):
+    """Same path, new content (another subject's clip, mirrored), new modification time: the
+    videos are no rule's input files (the sheet names them), and a finished run once said
+    "Nothing to be done" and kept serving the old video's faces, features and predictions."""
+    workdir, root = run
+    copy = tmp_path / "replaced"
+    shutil.copytree(workdir, copy, symlinks=True)
+    videos = read_csv(copy / "results/dataset/videos.csv").set_index("video_id")
+    vid = videos.index[0]
+    other = videos.index[videos.subject != videos.subject.iloc[0]][0]
+    video = copy / "data/demo/videos" / Path(videos.path[vid]).name
+    mirrored = [frame[:, ::-1] for frame in iter_frames(videos.path[other])]
+    write_video(video, mirrored, fps=round(float(videos.fps[other])))
+    shard = shard_of(vid, TINY["shards"])
+    faces = [copy / f"results/faces/shard-{k}.h5" for k in range(TINY["shards"])]
+    before = [path.stat().st_mtime_ns for path in faces]
+    fold = int(read_csv(copy / "results/folds.csv").set_index("video_id").fold[vid])
+    result = f"results/models/meanpool/hog/fold{fold}/predictions.csv"
+    old = read_csv(copy / result)
+
+    dry = snakemake(copy, root, "-n", result)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    plan = dry.stdout + dry.stderr
+    assert "Updated input files" in plan and str(video.relative_to(copy)) in plan, plan[-3000:]
+    assert job_counts(plan)["dataset"] == 1
+
+    done = snakemake(copy, root, "--cores", "2", result)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = [path.stat().st_mtime_ns for path in faces]
+    assert [a != b for a, b in zip(after, before, strict=True)] == [
+        k == shard for k in range(TINY["shards"])
+    ]  # its own shard's face job ran again, the other's did not
+    new = read_csv(copy / result)
+    columns = [c for c in new.columns if c.startswith("p_")]
+    mine, others = new.video_id == vid, new.video_id != vid
+    assert not np.allclose(new[mine][columns], old[old.video_id == vid][columns])
+    np.testing.assert_allclose(new[others][columns], old[old.video_id != vid][columns])

@@ -9,7 +9,8 @@ per decodable video, with its sheet line, link and content fingerprint) and writ
 
 | check | severity | finding |
 |---|---|---|
-| label_variant | error | labels that differ only by case, whitespace or Unicode form |
+| label_variant | error | labels that differ only by case, whitespace, Unicode form or the way a number is written (`1`, `01`, `1.0`) |
+| subject_variant | error | subject ids that differ only so (`7`, `07`): one person split in two, on both sides of a fold |
 | unknown_label | error | a label not in `dataset.labels` |
 | one_class | error | (classify) a single label: nothing to tell apart |
 | too_few_subjects | error | fewer subjects than `cv.k` (kfold) or than two |
@@ -144,6 +145,33 @@ def label_checks(videos: pd.DataFrame, known: Sequence[str] | None, found: Findi
             "classify; check the sheet's label column",
         )
     return variants
+
+
+def subject_checks(videos: pd.DataFrame, found: Findings) -> None:
+    """Subject ids that differ only by case, whitespace, Unicode form or the way a number is
+    written: one person under two ids, whom the folds would put on both sides of a split."""
+    subjects = videos.subject.astype(str)
+    for _, rows in videos.groupby(subjects.map(normal_form), sort=True):
+        counts = rows.groupby("subject").size()
+        if len(counts) < 2:
+            continue
+        first = counts.index[0]
+        listing = ", ".join(
+            f"{s!r} ({plural(n, 'video')}{where_in_sheet(rows[rows.subject == s])})"
+            for s, n in counts.items()
+        )
+        why = "; ".join(
+            f"{s!r} differs from {first!r} only by {how_differs(s, first)}"
+            for s in counts.index[1:]
+        )
+        found.add(
+            "subject_variant",
+            "error",
+            rows,
+            f"subjects {listing} would be {len(counts)} people: {why}. One person under two "
+            "ids ends up on both sides of a fold (trained and tested on): write one id in the sheet's subject column (or, for "
+            "different people, ids that differ by more)",
+        )
 
 
 def _persons(rows: pd.DataFrame) -> bool:
@@ -304,6 +332,7 @@ def audit(videos: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, pd.DataFram
     if classify:
         videos = apply_aliases(videos, params.get("label_aliases"), found)
         variants = label_checks(videos, params.get("labels"), found)
+    subject_checks(videos, found)
     duplicate_checks(videos, found)
     fold_checks(videos, params.get("cv") or {}, found)
     if classify:  # classes as meant: a variant counts with the spelling it would be

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.common import digest, parse_params, run_main, setup_logging, write_csv_atomic
-from pipeline.video import write_video
+from pipeline.encode import write_video
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,23 @@ SEVERITIES = ("error", "warning", "info")
 SHOWN = 8  # videos named in a message before "and N more"
 
 
+NUMBER = re.compile(r"^[+-]?(\d+)(\.\d*)?$")
+
+
 def normal_form(label: str) -> str:
-    """A label as compared for variants: Unicode NFKC, invisible format characters (zero-width
-    spaces…) removed, case folded, runs of whitespace as one space, stripped."""
+    """A label or subject as compared for variants: Unicode NFKC, invisible format characters
+    (zero-width spaces…) removed, case folded, runs of whitespace as one space, stripped; a
+    number as its value ("01", "1.0" and "1" are one: a spreadsheet's zero padding and
+    decimals)."""
     text = unicodedata.normalize("NFKC", label)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf")
-    return re.sub(r"\s+", " ", text.casefold()).strip()
+    text = re.sub(r"\s+", " ", text.casefold()).strip()
+    number = NUMBER.match(text)
+    if number:
+        whole, fraction = number[1].lstrip("0") or "0", (number[2] or "").rstrip("0.")
+        sign = "-" if text.startswith("-") and (whole != "0" or fraction) else ""
+        text = f"{sign}{whole}{'.' + fraction.lstrip('.') if fraction else ''}"
+    return text
 
 
 def how_differs(a: str, b: str) -> str:
@@ -27,6 +38,8 @@ def how_differs(a: str, b: str) -> str:
     nfkc = (unicodedata.normalize("NFKC", a), unicodedata.normalize("NFKC", b))
     if nfkc[0] == nfkc[1] or nfkc[0].casefold() == nfkc[1].casefold():
         return "Unicode form"
+    if NUMBER.match(a.strip()) and NUMBER.match(b.strip()):
+        return "the way the number is written (zero padding, decimals)"
     return "whitespace or invisible characters"
 
 

@@ -51,6 +51,8 @@ from pipeline.common import (
     write_csv_atomic,
 )
 from pipeline.datasets.annotations import read_all
+from pipeline.datasets.audit import duplicate_checks
+from pipeline.datasets.findings import Findings
 from pipeline.video import VideoInfo, probe
 
 log = logging.getLogger(__name__)
@@ -200,7 +202,8 @@ def read_sheet(
     annotation (absolute or None), line, link.
 
     Raises SheetError listing every problem (line numbers count the header as line 1). A file
-    listed twice is not one: the audit lists it with every other duplicate.
+    listed twice is the audit's to report (with every other duplicate), unless the sheet has
+    other problems: then it is listed with them, so that one run says everything.
     """
     sheet = Path(sheet)
     if not sheet.is_file():
@@ -290,6 +293,10 @@ def read_sheet(
         )
     if not rows:
         problems.append("the sheet has a header but no rows")
+    if problems and records:  # the audit's check of a file listed twice, said now, not next run
+        found = Findings()
+        duplicate_checks(pd.DataFrame.from_records(records).assign(content=""), found)
+        problems += [f["message"] for f in found if f["severity"] == "error"]
     if problems:
         listing = "\n  ".join(problems)
         raise SheetError(f"{sheet}: {len(problems)} problem(s):\n  {listing}")

@@ -50,7 +50,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "one subfolder per video and summary.csv)",
     )
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU threads (default: %(default)s); with 2 or more, several videos run in two "
+        "stages: one thread detects the faces of the next video while the other predicts",
+    )
     ap.add_argument(
         "--calibrate",
         nargs="+",

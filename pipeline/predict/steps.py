@@ -36,11 +36,39 @@ def find_checkpoints(model_dir: str | Path) -> list[Path]:
         model_dir.glob("fold*/model.pt"), key=lambda p: int(p.parent.name.removeprefix("fold"))
     )
     if not found:
+        what = "does not exist" if not model_dir.exists() else "has no model.pt, nor fold*/ below"
+        trained = trained_models(model_dir)
+        listing = (
+            f"The trained models near it: {', '.join(map(str, trained[:12]))}"
+            + (f" and {len(trained) - 12} more" if len(trained) > 12 else "")
+            if trained
+            else "No trained model is near it or in results/models: train one with snakemake first"
+        )
         raise ConfigError(
-            f"{model_dir}: no model.pt here or in fold*/ below; give a trained model's folder, "
-            "e.g. results/models/gru/hog (all folds) or results/models/gru/hog/fold0"
+            f"{model_dir}: {what}; give a trained model's folder, results/models/MODEL/BACKBONE "
+            f"(all folds) or one fold's folder below it. {listing}"
         )
     return found
+
+
+def trained_models(model_dir: Path) -> list[Path]:
+    """The model folders (those with fold*/model.pt) under the nearest existing folder above
+    `model_dir` (at most two levels up) and under results/models, for a message (not the
+    per-fold backbones of results/backbones/, which are no classifier)."""
+    roots = [Path("results/models")]
+    for parent in list(model_dir.parents)[:3]:
+        if parent.is_dir() and parent != Path("."):
+            roots.insert(0, parent)
+            break
+    found = {
+        path.parent.parent
+        for root in roots
+        if root.is_dir()
+        for depth in ("fold*", "*/fold*", "*/*/fold*")
+        for path in root.glob(f"{depth}/model.pt")
+        if "backbones" not in path.parts
+    }
+    return sorted(found)
 
 
 def load_models(paths: list[Path], device: str) -> tuple[list, list[dict], list[Preprocessing]]:

@@ -280,9 +280,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--model", required=True, help="a trained model's folder (as predict's)")
     ap.add_argument("--out", default="-", help="CSV file for the per-frame lines (-: stdout)")
     ap.add_argument("--format", help="the container format of the source (e.g. mpegts)")
-    ap.add_argument("--queue", type=int, default=4, help="frames waiting at most (then dropped)")
+    ap.add_argument(
+        "--queue",
+        type=int,
+        default=4,
+        help="frames that wait at most while one is processed; older ones are dropped and "
+        "counted (default: %(default)s)",
+    )
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU threads of the networks (PyTorch's; default: %(default)s)",
+    )
     ap.add_argument("--max-frames", type=int, help="stop after this many frames")
     ap.add_argument("--reference", metavar="PHOTO", help="a photo of the person to follow")
     ap.add_argument(

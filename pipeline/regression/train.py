@@ -30,7 +30,6 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -50,6 +49,7 @@ from pipeline.engine import train_selected
 from pipeline.models import build_model
 from pipeline.objectives import LOSSES, Regression, frame_ccc, outputs
 from pipeline.splits import split
+from pipeline.store import open_h5
 from pipeline.train import fold_arguments, stage_inputs
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 def clip_targets(path: str, table: pd.DataFrame, length: int) -> tuple[np.ndarray, list[str]]:
     """(N, length, D) float32 targets of the clips of `table` (NaN: unlabelled or padding),
     and the dimension names."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         dims = [str(d) for d in f.attrs["dimensions"]]
         out = np.full((len(table), length, len(dims)), np.nan, np.float32)
         cache: dict[str, np.ndarray] = {}
@@ -84,7 +84,7 @@ def frame_rows(test, frames, targets_path, dims, fold) -> pd.DataFrame:
     """predictions.csv: one row per frame of every test video."""
     parts = []
     videos = test.drop_duplicates("video_id").set_index("video_id")
-    with h5py.File(targets_path, "r") as f:
+    with open_h5(targets_path) as f:
         for vid, pred in frames.items():
             true = f[vid]["values"][: len(pred)]
             part = pd.DataFrame(

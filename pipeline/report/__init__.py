@@ -40,6 +40,24 @@ from pipeline.report.results import (
 __all__ = ["fmt", "render"]
 
 
+def transductive_banner(metrics: list[dict]) -> str:
+    """The warning that opens a page with transductive results: for all of them, or naming
+    the few that are (one per_subject model among five must not read as the whole run)."""
+    named = [m for m in metrics if m.get("protocol") == "transductive"]
+    if not named:
+        return ""
+    if len(named) == len(metrics):
+        return f"<p class='warn'>{PROTOCOLS['transductive']}</p>"
+    which = ", ".join(f"{escape(m['model'])} on {escape(m['backbone'])}" for m in named)
+    return (
+        f"<p class='warn'>{len(named)} of these {len(metrics)} results are transductive "
+        f"({which}; in their own tables below): their features were standardised per subject "
+        "with the statistics of that subject's own clips, the test subjects' unlabelled test "
+        "clips included (<code>normalize: per_subject</code>). They are not comparable with "
+        "the other results, none of which standardised a clip with its own statistics.</p>"
+    )
+
+
 def render(
     metrics: list[dict],
     *,
@@ -64,9 +82,7 @@ def render(
             regress_body(metrics, pairs, targets, config, montage_dirs, data, faces, runtime)
         )
     protocols = by_protocol(metrics)
-    banner = ""
-    if any(p == "transductive" for p, _ in protocols):
-        banner = f"<p class='warn'>{PROTOCOLS['transductive']}</p>"
+    banner = transductive_banner(metrics)
     cv = config.get("cv") or {}
     n_folds = metrics[0]["n_folds"]
     method = {

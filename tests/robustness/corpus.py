@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.datasets import demo
-from pipeline.video import write_video
+from pipeline.encode import write_video
 
 SIZE = (160, 120)
 

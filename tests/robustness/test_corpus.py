@@ -177,7 +177,8 @@ SHEET_PROBLEMS = (
 
 def test_every_sheet_problem_is_listed_at_once_before_any_video_is_opened(tmp_path):
     """The DAG stops in the `dataset` job, which lists all problems of single rows with line
-    numbers; with those fixed, in the audit, which lists what only the rows together show
+    numbers and, with them, the file listed twice (the audit's check: it was said only on the
+    next run); with those fixed, in the audit, which lists what only the rows together show
     (the unknown label, the file twice); no face job starts either time."""
     good = demo.generate(
         tmp_path / "demo",
@@ -203,11 +204,12 @@ def test_every_sheet_problem_is_listed_at_once_before_any_video_is_opened(tmp_pa
     assert done.returncode != 0
     log = (workdir / "logs/dataset.log").read_text()
     for line in (
-        "4 problem(s)",
+        "5 problem(s)",
         "line 3: 'demo/videos/nowhere.mp4' does not exist",
         "line 4: empty subject",
         "line 6: duplicate video_id 'a' (also line 2)",
         "line 7: path '../../etc/passwd' escapes the data root",
+        "lines 2, 5 list the same file",
     ):
         assert line in log, line
     assert not (workdir / "results/faces").exists()  # no heavy work started
@@ -256,10 +258,10 @@ def test_a_long_video_keeps_memory_flat(tmp_path):
 
     from corpus import face_frames
 
+    from pipeline.encode import write_video
     from pipeline.faces.detector import Detector
     from pipeline.faces.stage import detect_video
     from pipeline.frontalize import Frontalizer, crops_dataset, frontalize_video
-    from pipeline.video import write_video
 
     detector = Detector({"min_face_size": 20})
     frames = face_frames(40)

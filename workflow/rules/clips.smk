@@ -37,6 +37,8 @@ checkpoint folds:
     params:
         cv=section("cv"),
         split=plan.split_arguments(config),
+        task=TASK,
     shell:
         "{PY} -m pipeline.folds --clips {input.clips:q} --out {output.folds:q} "
-        "--skipped {output.skipped:q} --params {params.cv:q} {params.split} > {log:q} 2>&1"
+        "--skipped {output.skipped:q} --params {params.cv:q} {params.split} "
+        "--task {params.task} > {log:q} 2>&1"

@@ -66,6 +66,20 @@ def get_split_file():
     return plan.split_files(config)
 
 
+def dataset_videos(wildcards):
+    """The dataset's video files (plan.video_files); the generated demo's once its sheet is
+    written (a checkpoint)."""
+    if config["dataset"]["format"] == "sheet" and get_sheet() == configcheck.DEMO_SHEET:
+        checkpoints.demo_data.get()
+    return plan.video_files(config)
+
+
+def shard_files(wildcards):
+    """A shard's videos and reference photos (plan.shard_files), from the probe's table."""
+    probed = checkpoints.dataset.get().output.videos
+    return plan.shard_files(probed, int(wildcards.shard), config["shards"])
+
+
 def get_reference_photos(wildcards):
     return plan.reference_photos(config)
 

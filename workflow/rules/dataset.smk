@@ -20,12 +20,16 @@ rule adapt_dataset:
 
 # The dataset rule probes the videos; the audit (its own rule) checks them as a set and maps
 # labels; the gate stops the run before any face job (plan.AUDIT_KEYS: what each reads).
+# The sheet's videos are input files too (plan.video_files): one replaced in place, added or
+# removed probes again. A checkpoint: each face job then reads its own shard's rows and re-runs
+# only when its own videos change (plan.shard_files).
 
 
-rule dataset:
+checkpoint dataset:
     input:
         sheet=get_sheet(),
         photos=get_reference_photos,
+        videos=dataset_videos,
     output:
         videos="results/dataset/probed.csv",
         skipped="results/qc/dataset_skipped.csv",

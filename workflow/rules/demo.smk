@@ -1,4 +1,5 @@
-rule demo_data:
+# A checkpoint: the dataset rule reads the sheet it writes for its input files (the videos).
+checkpoint demo_data:
     output:
         sheet=f"{DEMO_DIR}/sheet.csv",
         videos=directory(f"{DEMO_DIR}/videos"),

@@ -1,9 +1,12 @@
 # The face stage starts once the dataset audit passed (ancient: a gate re-run, as when
 # dataset.strict changes, re-runs no face job) and reads the probe's table, so that label
-# settings (aliases, labels) never re-run it.
+# settings (aliases, labels) never re-run it. The table is ancient too: what re-runs a shard
+# is its own videos (input files: one replaced in place, added or removed re-runs this shard
+# alone; a label, a subject or another shard's video none) and the probe's settings.
 rule detect_faces:
     input:
-        videos="results/dataset/probed.csv",
+        videos=ancient("results/dataset/probed.csv"),
+        files=shard_files,
         audit=ancient("results/qc/audit_passed.txt"),
     output:
         faces="results/faces/shard-{shard}.h5",
@@ -18,6 +21,7 @@ rule detect_faces:
         gpu=gpus_for(config["face"]["device"]),
     params:
         face=section("face"),
+        probe=plan.dataset_params(config),
         shards=config["shards"],
         on_error=config["on_error"],
     shell:

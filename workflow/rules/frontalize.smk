@@ -1,6 +1,9 @@
+# Like the face stage, a shard re-runs when its own videos change, never for a label or
+# another shard's video.
 rule frontalize:
     input:
-        videos="results/dataset/probed.csv",
+        videos=ancient("results/dataset/probed.csv"),
+        files=shard_files,
         faces="results/faces/shard-{shard}.h5",
     output:
         aligned="results/aligned/shard-{shard}.h5",
@@ -15,6 +18,7 @@ rule frontalize:
         runtime=shard_runtime,
     params:
         frontalize=section("frontalize"),
+        probe=plan.dataset_params(config),
         on_error=config["on_error"],
     shell:
         "{PY} -m pipeline.frontalize --videos {input.videos:q} --faces {input.faces:q} "
