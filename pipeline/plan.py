@@ -16,6 +16,7 @@ when it parses, so it imports neither torch nor Snakemake.
   run-time table reads.
 - `video_files`, `shard_files`: what re-runs the probe and one shard's face job when a video
   changes in place (videos are no rule's input files).
+- `audit_stop`: the audit's findings repeated at the end of a run it stopped.
 - `interpreter`, the resources a cluster job asks for (`gpus_for`, `train_mem_mb`, …).
 """
 
@@ -302,6 +303,26 @@ def split_files(config: dict) -> list[str]:
     """The split of cv.method file: cv.file, else the label sheet (its fold column)."""
     cv = config["cv"]
     return [cv["file"] or sheet(config)] if cv["method"] == "file" else []
+
+
+def audit_stop(
+    since: float, log: str = "logs/audit_gate.log", passed: str = "results/qc/audit_passed.txt"
+) -> str:
+    """The dataset audit's listing when it stopped this run (its gate's log written since
+    `since`, no pass file), to end the run's output with, below Snakemake's error block and
+    its ~60 lines of jobs; "" otherwise."""
+    try:
+        if os.path.exists(passed) or os.path.getmtime(log) < since:
+            return ""
+        with open(log, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    if "error: dataset audit" not in text:
+        return ""
+    rule = "=" * 78
+    body = text[text.index("error: dataset audit") :].rstrip()
+    return f"\n{rule}\nThe dataset audit stopped the run before any face job ({log}):\n{body}\n{rule}\n"
 
 
 # `portable: true`: PyTorch's, oneDNN's and MKL's kernels pinned to AVX2, as on any AVX2 CPU.

@@ -240,10 +240,14 @@ def test_the_gate_stops_on_errors_and_on_warnings_only_when_strict(messy):
         gate(findings, strict=False)
     text = str(err.value)
     errors = findings[findings.severity == "error"]
-    assert text.count("\n  error ") == len(errors) == 5, text
-    assert "\n  warning " not in text  # only errors listed without strict
+    assert text.count("\n  error (stops the run) ") == len(errors) == 5, text
+    # the warnings are listed too (they were only counted), marked as not stopping the run
+    listed = findings[findings.severity == "warning"]
+    assert text.count("\n  warning ") == len(listed) > 0 and "warning (stops" not in text
     warnings = findings[findings.severity != "error"]
-    assert gate(warnings, strict=False).startswith("dataset audit: 0 errors")
+    passed = gate(warnings, strict=False)
+    assert passed.startswith("dataset audit: 0 errors")
+    assert passed.count("\n  warning ") == len(listed)
     with pytest.raises(SheetError, match="dataset.strict is true"):
         gate(warnings, strict=True)
     assert gate(warnings[warnings.severity == "info"], strict=True)
@@ -293,7 +297,8 @@ def test_the_cli_writes_videos_and_findings_and_the_gate_exits_nonzero(messy, tm
                            str(tmp_path / "audit.csv"), "--out", str(tmp_path / "ok.txt")],
                           capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert done.returncode != 0 and not (tmp_path / "ok.txt").exists()
-    assert "error duplicate_content" in done.stderr and "Traceback" not in done.stderr
+    assert "error (stops the run) duplicate_content" in done.stderr
+    assert "warning size_outlier" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -316,6 +321,10 @@ def test_an_audit_error_stops_the_dag_before_any_face_job(demo_root, tmp_path):
     out = done.stdout + done.stderr
     assert done.returncode != 0
     assert "dataset audit: 1 error" in out and "label_variant" in out  # in the terminal (tee)
+    # and again as the run's last lines, not buried above Snakemake's error block
+    tail = done.stderr[done.stderr.rindex("Exiting because a job execution failed") :]
+    assert "The dataset audit stopped the run before any face job" in tail
+    assert "error (stops the run) label_variant" in tail
     assert not (tmp_path / "results/faces").exists()
     found = read_csv(tmp_path / "results/qc/audit.csv")
     assert found.check.tolist()[0] == "label_variant"

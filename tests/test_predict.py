@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,7 +44,6 @@ def test_predict_repeats_the_pipeline_for_a_video_of_the_test_fold(run, tmp_path
     folds = read_csv(workdir / "results/folds.csv").set_index("video_id")
     vid = sorted(folds.index)[0]
     fold = int(folds.fold[vid])
-    out = tmp_path / "out"
     model = f"results/models/{name}/fold{fold}"
     calibration = []
     if "calibrated" in name:
@@ -51,8 +51,10 @@ def test_predict_repeats_the_pipeline_for_a_video_of_the_test_fold(run, tmp_path
         assert without.returncode == 1 and "--calibrate VIDEO" in without.stderr
         same = folds.index[(folds.subject == folds.subject[vid]) & (folds.index != vid)]
         calibration = ["--calibrate", *videos.path[sorted(same)]]
-    done = predict(workdir, videos.path[vid], "--model", model, "--out", out, *calibration)
+    done = predict(workdir, videos.path[vid], "--model", model, "--out", tmp_path, *calibration)
     assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / Path(videos.path[vid]).stem  # one folder per video, one video or many
+    assert read_csv(tmp_path / "summary.csv").status.tolist() == ["done"]
     windows = read_csv(out / "windows.csv")
     truth = read_csv(workdir / f"results/models/{name}/fold{fold}/predictions.csv")
     truth = truth[truth.video_id == vid].reset_index(drop=True)
@@ -94,11 +96,12 @@ def test_all_folds_form_an_ensemble(run, tmp_path):
     ]
     both = predict(workdir, video, "--model", "results/models/gru/hog", "--out", tmp_path / "all")
     assert all(d.returncode == 0 for d in (*one, both)), both.stderr[-3000:]
-    per_fold = [read_csv(tmp_path / f"f{k}/windows.csv") for k in (0, 1)]
-    mean = read_csv(tmp_path / "all/windows.csv")
+    per_fold = [read_csv(tmp_path / f"f{k}/{video.stem}/windows.csv") for k in (0, 1)]
+    mean = read_csv(tmp_path / f"all/{video.stem}/windows.csv")
     cols = [c for c in mean.columns if c.startswith("p_")]
     np.testing.assert_allclose(mean[cols], (per_fold[0][cols] + per_fold[1][cols]) / 2, atol=1e-6)
-    assert len(json.loads((tmp_path / "all/summary.json").read_text())["checkpoints"]) == 2
+    summary = json.loads((tmp_path / f"all/{video.stem}/summary.json").read_text())
+    assert len(summary["checkpoints"]) == 2
     # calibration videos for a model that was not trained calibrated are refused, not ignored
     model = "results/models/gru/hog"
     ignored = predict(
@@ -116,8 +119,8 @@ def test_folds_with_their_own_per_fold_backbone_form_an_ensemble(run, tmp_path):
         model = "results/models/gru/resnet-attention" + ("" if k == "all" else f"/fold{k}")
         done = predict(workdir, video, "--model", model, "--out", out)
         assert done.returncode == 0, done.stderr[-3000:]
-    per_fold = [read_csv(outs[k] / "windows.csv") for k in (0, 1)]
-    mean = read_csv(outs["all"] / "windows.csv")
+    per_fold = [read_csv(outs[k] / video.stem / "windows.csv") for k in (0, 1)]
+    mean = read_csv(outs["all"] / video.stem / "windows.csv")
     cols = [c for c in mean.columns if c.startswith("p_")]
     np.testing.assert_allclose(mean[cols], (per_fold[0][cols] + per_fold[1][cols]) / 2, atol=1e-6)
 
@@ -129,7 +132,10 @@ def test_a_video_without_a_face_is_a_clear_error(run, tmp_path):
     done = predict(workdir, video, "--model", "results/models/gru/hog", "--out", tmp_path / "o")
     assert done.returncode == 1
     assert "empty room.mp4: no usable face in any of its 20 frames" in done.stderr
-    assert "Traceback" not in done.stderr and not (tmp_path / "o/windows.csv").exists()
+    assert "1 of 1 videos failed" in done.stderr and "--retry-failed" in done.stderr
+    assert "Traceback" not in done.stderr and not list((tmp_path / "o").glob("*/windows.csv"))
+    summary = read_csv(tmp_path / "o/summary.csv")
+    assert summary.status.tolist() == ["failed"] and "no usable face" in summary.reason[0]
 
 
 def test_a_missing_model_folder_is_a_clear_error(run, tmp_path):
@@ -162,7 +168,7 @@ def test_inputs_expand_to_each_video_once_with_unique_ids(tmp_path):
     # the folder: its videos and frame folders in natural order (not notes.txt, not the
     # frames inside the frame folder); the sheet's and the last two inputs' files again are
     # predicted once; the sheet's own ids
-    assert [(vid, p.relative_to(tmp_path).as_posix(), label) for vid, p, label, _ in items] == [
+    assert [(vid, p.relative_to(tmp_path).as_posix(), label) for vid, p, label, *_ in items] == [
         ("a__clip", "set/a/clip.mp4", None),
         ("b__clip", "set/b/clip.MOV", None),
         ("b__frames_1", "set/b/frames 1", None),
@@ -175,7 +181,7 @@ def test_inputs_expand_to_each_video_once_with_unique_ids(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "me.png")
     photos = tmp_path / "photos.csv"
     photos.write_text("path,reference\nset/a/clip.mp4,me.png\nset/c/clip.mp4,\n")
-    assert [r for *_, r in expand_inputs([str(photos)])] == [str(tmp_path / "me.png"), None]
+    assert [r for *_, r, _ in expand_inputs([str(photos)])] == [str(tmp_path / "me.png"), None]
     photos.write_text("path,reference\nset/a/clip.mp4,you.png\n")
     with pytest.raises(ConfigError, match="line 2: reference photo .*you.png' does not exist"):
         expand_inputs([str(photos)])
@@ -277,10 +283,7 @@ def test_batch_from_a_sheet_on_the_command_line(run, tmp_path):
     workdir, _ = run
     videos = sorted((workdir / "data/demo/videos").glob("*.mp4"))[:2]
     sheet = tmp_path / "to predict.csv"
-    sheet.write_text(
-        "path,label,video_id\n"
-        + "".join(f"{v},{v.stem.split('_')[1]},c{i}\n" for i, v in enumerate(videos))
-    )
+    sheet.write_text("path,video_id\n" + "".join(f"{v},c{i}\n" for i, v in enumerate(videos)))
     out = tmp_path / "out"
     done = predict(workdir, sheet, "--model", "results/models/gru/hog", "--out", out)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -292,10 +295,49 @@ def test_batch_from_a_sheet_on_the_command_line(run, tmp_path):
         "out": str(out),
     }
     table = read_csv(out / "summary.csv")
-    assert list(table.video_id) == ["c0", "c1"] and list(table.label) == ["anger", "disgust"]
+    assert list(table.video_id) == ["c0", "c1"] and "label" not in table.columns
     for vid in ("c0", "c1"):
         names = {p.name for p in (out / vid).iterdir()}
         assert names == {"windows.csv", "frames.csv", "timeline.png", "summary.json"}
+    assert not (out / "metrics.json").exists()  # nothing to score without labels
+
+
+def test_a_labelled_sheet_is_scored_with_its_labels_mapped_and_unknown_ones_counted(run, tmp_path):
+    """Cross-corpus: a sheet labelled `angry`, `disgust`, `neutral` and `happy` for a model of
+    `anger`…`surprise` gave predictions and no accuracy, and no word about the names."""
+    workdir, _ = run
+    videos = sorted((workdir / "data/demo/videos").glob("s0[12]_*.mp4"))
+    labels = {"anger": "angry", "fear": "neutral", "happiness": "happy"}
+    sheet = tmp_path / "other corpus.csv"
+    rows = [(v, labels.get(v.stem.split("_")[1], v.stem.split("_")[1])) for v in videos]
+    sheet.write_text("path,label,subject\n" + "".join(f"{v},{x},{v.stem[:3]}\n" for v, x in rows))
+    out = tmp_path / "out"
+    done = predict(workdir, sheet, "--model", "results/models/gru/hog", "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the sheet's labels 'angry', 'happy', 'neutral' are not classes of the model" in (
+        done.stderr
+    )
+    assert "add --map-label angry=anger happy=happiness" in done.stderr
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["unmapped"] == {"angry": 2, "happy": 2, "neutral": 2}
+
+    done = predict(workdir, sheet, "--model", "results/models/gru/hog", "--out", out,
+                   "--map-label", "angry=anger", "happy=happiness")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    table = read_csv(out / "summary.csv")
+    assert list(table.status) == ["skipped"] * len(videos)  # predicted by the first run
+    truth = table.label.replace({"angry": "anger", "happy": "happiness"})
+    assert metrics["n"] == len(videos) == 12 and metrics["unmapped"] == {"neutral": 2}
+    assert metrics["war"]["pooled"] == pytest.approx((truth == table.prediction).mean())
+    assert metrics["war"]["low"] <= metrics["war"]["pooled"] <= metrics["war"]["high"]
+    assert metrics["recall"]["neutral"] == 0.0 and metrics["interval_over"] == "subjects"
+    grid = read_csv(out / "confusion.csv").set_index("label")
+    assert list(grid.index) == [*metrics["classes"], "neutral"] and grid.to_numpy().sum() == 12
+    assert grid.loc["neutral"].sum() == 2  # counted, not dropped
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["war"] == round(metrics["war"]["pooled"], 4)
+    assert "2 videos have labels that are none of the model's classes" in done.stderr
 
 
 @pytest.mark.parametrize("module", ["pipeline.predict", "pipeline.predict.stream"])

@@ -232,9 +232,9 @@ def test_onnx_inspection_lists_a_models_names(line, command, fer_onnx):
 
 
 @pytest.mark.parametrize("line,command", PYTHON, ids=ids(PYTHON))
-def test_python_commands_run_on_the_tiny_run(line, command, run, tmp_path):
+def test_python_commands_run_on_the_tiny_run(line, command, run, placeholders, tmp_path):
     workdir, _ = run
-    args = substituted(command, {})
+    args = substituted(command, placeholders)
     assert args[1:3] == ["-m", "pipeline.predict"], f"{line}: teach this test {args}"
     video = workdir / args[3]
     assert video.exists(), f"{line}: the tiny run has no {args[3]}"

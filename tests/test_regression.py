@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -208,6 +209,7 @@ def test_predict_draws_a_regress_models_curves_and_export_has_them(regress_run, 
         capture_output=True, text=True, cwd=workdir,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    out = out / Path(videos.path[vid]).stem
     frames = pd.read_csv(out / "frames.csv")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == "regress" and set(summary["means"]) == {"intensity", "valence"}

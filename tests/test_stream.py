@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.encode import write_video
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,17 +20,24 @@ def test_the_handoff_drops_the_oldest_frames_and_counts_them():
     from pipeline.predict.stream import Dropping
 
     handoff = Dropping(2)
+    handoff.put("before ready")  # arrived while the networks loaded: never dropped
+    handoff.go_live()
     for item in range(5):
         handoff.put(item)
     handoff.close()
     assert handoff.dropped == 3
-    assert [handoff.get(), handoff.get(), handoff.get()] == [3, 4, None]
-    waiting = Dropping(1, wait=True)  # a file: the reader waits, nothing is dropped
-    reader = threading.Thread(target=lambda: [waiting.put(i) for i in range(3)] + [waiting.close()])
-    reader.start()
-    got = [waiting.get() for _ in range(4)]
-    reader.join(timeout=10)
-    assert got == [0, 1, 2, None] and waiting.dropped == 0
+    assert [handoff.get() for _ in range(4)] == ["before ready", 3, 4, None]
+    for waiting, keep in ((Dropping(1, wait=True), False), (Dropping(1), True)):
+        # a file given by path, or frames arriving faster than real time (a file piped): the
+        # reader waits for room, nothing is dropped
+        waiting.go_live()
+        reader = threading.Thread(
+            target=lambda w=waiting, k=keep: [w.put(i, keep=k) for i in range(3)] + [w.close()]
+        )
+        reader.start()
+        got = [waiting.get() for _ in range(4)]
+        reader.join(timeout=10)
+        assert got == [0, 1, 2, None] and waiting.dropped == 0
 
 
 def every_frame_model(gru_fold: Path, out: Path) -> Path:
@@ -148,6 +157,74 @@ def test_a_source_that_is_not_a_video_is_named(run, tmp_path):
     )
     assert done.returncode != 0
     assert "stdin: cannot open the stream" in done.stderr.decode(), done.stderr.decode()[-2000:]
+    assert "Errno" not in done.stderr.decode()
+
+
+def test_a_stream_piped_from_the_start_loses_nothing_before_it_is_ready(run, tmp_path):
+    """MPEG-TS written at its frame rate from the moment the tool starts (ffmpeg -re … |):
+    frames sent while the networks loaded were dropped by the bounded queue (5 of 108
+    processed, nothing predicted, exit 0), nothing said when the tool was ready, and the
+    summary's fps counted the wait for the first frame."""
+    import json
+    import time
+
+    import av
+
+    from pipeline.predict.stream import feed
+
+    workdir, _ = run
+    video = workdir / "data" / "demo" / "videos" / "s02_anger_1.mp4"
+    with av.open(str(video)) as c:
+        n = sum(1 for _ in c.decode(c.streams.video[0]))
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.predict.stream", "-", "--model",
+         str(workdir / "results/models/gru/hog"), "--threads", "1", "--device", "cpu"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
+    )  # fmt: skip
+
+    def send():
+        try:
+            feed(str(video), proc.stdin)  # at once, at the video's frame rate
+        finally:
+            proc.stdin.close()
+
+    feeder = threading.Thread(target=send)
+    feeder.start()
+    lines = proc.stdout.read().decode()
+    err = proc.stderr.read().decode()
+    feeder.join()
+    assert proc.wait(timeout=120) == 0, err[-3000:]
+    wall = time.monotonic() - started
+    import io
+
+    table = pd.read_csv(io.StringIO(lines))
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert "ready after" in err and summary["frames"] == n
+    before = summary["received_before_ready"]
+    assert before > 0  # the feed started with the tool: frames came while it loaded
+    assert set(range(before)) <= set(table.frame)  # none of them dropped
+    assert len(table) + summary["dropped"] == n == int(table.dropped.iloc[-1]) + len(table)
+    assert table.pred.notna().any()
+    # fps and seconds from the first frame processed, not from the start (the loading)
+    assert summary["seconds"] <= wall - summary["ready_s"]
+    assert summary["fps"] == pytest.approx(len(table) / summary["seconds"], rel=0.05)
+
+
+def test_an_mp4_with_its_index_at_the_end_piped_is_named_with_the_fix(run, tmp_path):
+    workdir, _ = run
+    rng = np.random.default_rng(0)
+    video = tmp_path / "index at the end.mp4"  # PyAV writes the index (moov) last
+    write_video(video, (rng.integers(0, 255, (120, 160, 3), np.uint8) for _ in range(60)))
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.predict.stream", "-", "--model",
+         str(workdir / "results/models/gru/hog"), "--threads", "1"],
+        input=video.read_bytes(), capture_output=True, cwd=workdir, timeout=300,
+    )  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert "stdin: cannot decode the stream (Invalid data found" in err
+    assert "-movflags +faststart" in err and "-f mpegts -" in err and "Errno" not in err
 
 
 @pytest.mark.parametrize("name", ["gru/hog", "statspool/geometry+hog"])

@@ -362,24 +362,27 @@ def _shown(rows: str, first: int = 12) -> str:
 
 
 def gate(findings: pd.DataFrame, strict: bool) -> str:
-    """A one-line summary when the run may go on; else SheetError listing what stops it."""
+    """The summary and every error and warning, one per line, when the run may go on; else
+    SheetError with the same listing, saying what stops it."""
     counts = findings.severity.value_counts()
     errors, warnings = int(counts.get("error", 0)), int(counts.get("warning", 0))
-    stop = findings[findings.severity.isin(["error", "warning"] if strict else ["error"])]
-    summary = f"{plural(errors, 'error')}, {plural(warnings, 'warning')}"
-    if stop.empty:
-        return f"dataset audit: {summary}, {int(counts.get('info', 0))} notes"
-    listing = "\n  ".join(
-        f"{r.severity} {r.check} (sheet {_shown(r.rows)}): {r.message}" for r in stop.itertuples()
+    notes = int(counts.get("info", 0))
+    stops = ["error", "warning"] if strict else ["error"]
+    summary = f"{plural(errors, 'error')}, {plural(warnings, 'warning')}, {plural(notes, 'note')}"
+    listing = "".join(
+        f"\n  {r.severity}{' (stops the run)' if r.severity in stops else ''} {r.check} "
+        f"(sheet {_shown(r.rows)}): {r.message}"
+        for r in findings[findings.severity.isin(["error", "warning"])].itertuples()
     )
+    where = "results/qc/audit.csv lists them with every row and video; the report shows them"
+    if not findings.severity.isin(stops).any():
+        return f"dataset audit: {summary} ({where}){listing}"
     why = (
         "dataset.strict is true: warnings stop the run too (set it to false to go on with them)"
         if strict and warnings
         else "fix the errors; the run stops before any face job"
     )
-    raise SheetError(
-        f"dataset audit: {summary} ({why}); results/qc/audit.csv lists them:\n  {listing}"
-    )
+    raise SheetError(f"dataset audit: {summary} ({why}; {where}):{listing}")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -16,31 +16,45 @@ SHOWN = 8  # videos named in a message before "and N more"
 NUMBER = re.compile(r"^[+-]?(\d+)(\.\d*)?$")
 
 
+def _number(text: str) -> str:
+    """A number as its value ("01", "1.0" → "1"); other text as it is."""
+    number = NUMBER.match(text)
+    if not number:
+        return text
+    whole, fraction = number[1].lstrip("0") or "0", (number[2] or "").rstrip("0.")
+    sign = "-" if text.startswith("-") and (whole != "0" or fraction) else ""
+    return f"{sign}{whole}{'.' + fraction.lstrip('.') if fraction else ''}"
+
+
+# How two spellings of one label or subject may differ, in the order normal_form undoes it.
+FORMS = (
+    ("Unicode form", lambda t: unicodedata.normalize("NFKC", t)),
+    ("invisible characters", lambda t: "".join(c for c in t if unicodedata.category(c) != "Cf")),
+    ("spaces", lambda t: re.sub(r"\s+", " ", t).strip()),
+    ("case", str.casefold),
+    ("the way the number is written (zero padding, decimals)", _number),
+)
+
+
 def normal_form(label: str) -> str:
     """A label or subject as compared for variants: Unicode NFKC, invisible format characters
-    (zero-width spaces…) removed, case folded, runs of whitespace as one space, stripped; a
+    (zero-width spaces…) removed, runs of whitespace as one space, stripped, case folded, and a
     number as its value ("01", "1.0" and "1" are one: a spreadsheet's zero padding and
     decimals)."""
-    text = unicodedata.normalize("NFKC", label)
-    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
-    text = re.sub(r"\s+", " ", text.casefold()).strip()
-    number = NUMBER.match(text)
-    if number:
-        whole, fraction = number[1].lstrip("0") or "0", (number[2] or "").rstrip("0.")
-        sign = "-" if text.startswith("-") and (whole != "0" or fraction) else ""
-        text = f"{sign}{whole}{'.' + fraction.lstrip('.') if fraction else ''}"
-    return text
+    for _, form in FORMS:
+        label = form(label)
+    return label
 
 
 def how_differs(a: str, b: str) -> str:
-    if a.casefold() == b.casefold():
-        return "case"
-    nfkc = (unicodedata.normalize("NFKC", a), unicodedata.normalize("NFKC", b))
-    if nfkc[0] == nfkc[1] or nfkc[0].casefold() == nfkc[1].casefold():
-        return "Unicode form"
-    if NUMBER.match(a.strip()) and NUMBER.match(b.strip()):
-        return "the way the number is written (zero padding, decimals)"
-    return "whitespace or invisible characters"
+    """Every way in which two spellings of one normal form differ ("spaces and case")."""
+    kinds = []
+    for name, form in FORMS:
+        x, y = form(a), form(b)
+        if a != b and (x != a or y != b):
+            kinds.append(name)
+        a, b = x, y
+    return " and ".join(kinds) or "nothing"
 
 
 def lines_of(rows: pd.DataFrame) -> str:

@@ -1,7 +1,6 @@
 """Apply a trained model to new videos: emotion probabilities per window and per frame.
 
-    python -m pipeline.predict VIDEO --model results/models/gru/hog --out predictions/clip1
-    python -m pipeline.predict FOLDER SHEET.csv VIDEO... --model results/models/gru/hog --out DIR
+    python -m pipeline.predict VIDEO... FOLDER... SHEET.csv... --model results/models/gru/hog --out DIR
 
 VIDEO is a video file or a folder of frame images. `--model` is either one fold's folder
 (`results/models/gru/hog/fold0`, holding `model.pt`) or a model's folder with every fold
@@ -13,7 +12,11 @@ person calibration: for `normalize: per_subject`, standardisation with the video
 (the person in the video is a new subject); for `normalize: calibrated`, with the frames of
 other unlabelled videos of the same person given with `--calibrate`.
 
-Outputs of one video (written atomically):
+One layout, whatever the inputs (one video, several, folders of videos searched below for
+video files and frame folders, CSV sheets with a `path` column, relative to the sheet or
+absolute; optional `video_id`, `label`, `subject`, `reference`): the networks are loaded once,
+each video's files go into `DIR/<video_id>/` (ids as the dataset stage derives them from the
+path), written atomically:
 
     windows.csv    one row per clip window: window, start, stop (frames), start_s, stop_s,
                    face_fraction, pred, p_<class>
@@ -22,20 +25,15 @@ Outputs of one video (written atomically):
     timeline.png   the per-frame probabilities over time, frames without a face shaded
     summary.json   the video's prediction (mean of the windows), the model(s), the classes
 
-One video file or frame folder: its files go into `--out`, and a video in which no face is
-found is an error naming the file (exit status 1), not an empty prediction.
-
-Several inputs, a folder of videos (searched below for video files and frame folders) or a
-CSV sheet (column `path`, relative to the sheet or absolute; optional `video_id`, `label`):
-a batch. The networks are loaded once; each video's files go into `--out/<video_id>/` (ids
-as the dataset stage derives them from the path) and `--out/summary.csv` holds one row per
-video (video_id, path, label when the sheet has one, status done | skipped | failed,
-prediction, frames, face_frames, windows, seconds, reason, p_<class>), rewritten after each
-video. A video that cannot be used (undecodable, no face) is recorded as failed with its
-reason (also in its folder's failed.json) and the batch goes on. Run the same command again
-and it resumes: videos predicted by the same model (the same model.pt bytes) from the same
-file (size, modification time) are skipped, as are earlier failures
-unless `--retry-failed`.
+and `DIR/summary.csv` holds one row per video (video_id, path, label and subject when the
+sheet has them, status done | skipped | failed, prediction, frames, face_frames, windows,
+seconds, reason, p_<class>), rewritten after each video. A video that cannot be used
+(undecodable, no face) is recorded as failed with its reason (also in its folder's
+failed.json) and the others go on; the command then exits with status 1, naming the
+failures. Run the same command again and it resumes: videos predicted by the same model (the
+same model.pt bytes) from the same file (size, modification time) are skipped, as are
+earlier failures unless `--retry-failed`. A sheet with labels is scored against them
+(`scoring`: metrics.json, confusion.csv; `--map-label` for other class names).
 """
 
 from pipeline.predict.batch import expand_inputs, run_batch

@@ -8,22 +8,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.common import (
-    run_main,
-    setup_logging,
-)
-from pipeline.predict.batch import is_frame_folder, run_batch
-from pipeline.predict.predictor import run
+from pipeline.common import ConfigError, VideoError, run_main, setup_logging
+from pipeline.predict.batch import expand_inputs, run_batch
+from pipeline.predict.predictor import Predictor
+from pipeline.predict.scoring import describe, parse_mapping, score, suggest, write
 
 log = logging.getLogger(__name__)
-
-
-def single(inputs: Sequence[str]) -> bool:
-    """One video file or frame folder: its four files go straight into --out."""
-    if len(inputs) != 1:
-        return False
-    path = Path(inputs[0])
-    return (path.is_file() and path.suffix.lower() != ".csv") or is_frame_folder(path)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -46,8 +36,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--out",
         required=True,
-        help="folder for windows.csv, frames.csv, timeline.png, summary.json (several videos: "
-        "one subfolder per video and summary.csv)",
+        help="folder for summary.csv (one row per video) and one subfolder per video "
+        "(windows.csv, frames.csv, timeline.png, summary.json); a labelled sheet adds "
+        "metrics.json and confusion.csv",
     )
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     ap.add_argument(
@@ -68,7 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--retry-failed",
         action="store_true",
-        help="several videos: predict again the videos that failed in an earlier run",
+        help="predict again the videos that failed in an earlier run into the same --out",
     )
     ap.add_argument(
         "--reference",
@@ -76,54 +67,65 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a photo of the person to follow when several people are filmed (a sheet's "
         "`reference` column sets it per video)",
     )
-    ap.add_argument("--no-progress", action="store_true", help="several videos: no progress bar")
+    ap.add_argument(
+        "--map-label",
+        nargs="+",
+        default=[],
+        metavar="SHEET=MODEL",
+        help="a labelled sheet's label as the model's class (angry=anger): labelled videos are "
+        "scored (metrics.json); a label that is no class of the model counts as an error",
+    )
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    if not single(args.videos):
+    mapping = parse_mapping(args.map_label)
+    labels = {mapping.get(x[2], x[2]) for x in expand_inputs(args.videos) if x[2] is not None}
+    if mapping and not labels:
+        raise ConfigError("--map-label maps the labels of a sheet; no input has a label column")
+    with Predictor(args.model, args.device, args.threads, args.calibrate) as predictor:
+        classes = predictor.classes if predictor.task == "classify" else []
+        unknown = sorted(labels - set(classes)) if classes else []
+        if unknown:  # said before a long batch, not only after it
+            hint = " ".join(f"{k}={v}" for k, v in suggest(unknown, classes).items())
+            log.warning(
+                "the sheet's labels %s are not classes of the model (%s): their videos will "
+                "count as errors%s",
+                ", ".join(map(repr, unknown)),
+                ", ".join(classes),
+                f"; if they mean those classes, add --map-label {hint}" if hint else "",
+            )
         table = run_batch(
             args.videos,
             args.model,
             args.out,
-            args.device,
-            args.threads,
-            args.calibrate,
-            args.retry_failed,
-            False if args.no_progress else None,
+            retry_failed=args.retry_failed,
+            progress=False if args.no_progress else None,
+            predictor=predictor,
             reference=args.reference,
         )
-        print(
-            json.dumps(
-                {
-                    "videos": len(table),
-                    **{s: int((table.status == s).sum()) for s in ("done", "skipped", "failed")},
-                    "out": args.out,
-                }
-            )
+    counts = {s: int((table.status == s).sum()) for s in ("done", "skipped", "failed")}
+    report = {"videos": len(table), **counts, "out": args.out}
+    metrics = score(table, classes, mapping) if classes else None
+    if metrics is not None:
+        write(args.out, metrics)
+        log.info("%s; wrote %s", describe(metrics), Path(args.out) / "metrics.json")
+        report.update({k: round(metrics[k]["pooled"], 4) for k in ("war", "uar") if k in metrics})
+    if len(table) == 1 and counts["failed"] == 0:
+        row = table.iloc[0]
+        log.info("%s: %s", row.path, row.prediction or "mean over frames")
+    print(json.dumps(report))
+    if counts["failed"]:
+        reasons = "; ".join(table[table.status == "failed"].reason.head(3))
+        raise VideoError(
+            f"{counts['failed']} of {len(table)} videos failed ({reasons}"
+            + (" …" if counts["failed"] > 3 else "")
+            + f"); every reason is in {Path(args.out) / 'summary.csv'}, and the same command "
+            "with --retry-failed tries them again"
         )
-        return
-    summary = run(
-        args.videos[0],
-        args.model,
-        args.out,
-        args.device,
-        args.threads,
-        args.calibrate,
-        args.reference,
-    )
-    values = summary.get("probabilities") or summary.get("means") or {}
-    log.info(
-        "%s: %s (%s) from %d windows; wrote %s",
-        args.videos[0],
-        summary["prediction"] or "mean over frames",
-        ", ".join(f"{c} {p:.2f}" for c, p in values.items()),
-        summary["windows"],
-        args.out,
-    )
-    print(json.dumps({"prediction": summary["prediction"], "out": args.out}))
 
 
 if __name__ == "__main__":

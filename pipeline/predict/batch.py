@@ -55,13 +55,15 @@ def folder_videos(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(str(p.relative_to(folder))))
 
 
-Item = tuple[str, Path, "str | None", "str | None"]  # id, path, label, reference photo
+Item = tuple[str, Path, "str | None", "str | None", "str | None"]  # id, path, label, photo, subject
 
 
 def sheet_videos(sheet: Path) -> list[Item]:
-    """(id, path, label or None, reference or None) of every row of a sheet: a CSV with a
-    `path` column (relative to the sheet's folder, or absolute), optional `video_id`, `label`
-    and `reference` (a photo of the person to follow, relative like `path`)."""
+    """(id, path, label, reference, subject; None where the sheet has no such column) of
+    every row of a sheet: a CSV with a `path` column (relative to the sheet's folder, or
+    absolute), optional `video_id`, `label` (scored: `pipeline.predict.scoring`), `subject`
+    (the intervals resample people) and `reference` (a photo of the person to follow, relative
+    like `path`)."""
 
     try:
         table = read_csv(sheet)
@@ -70,8 +72,8 @@ def sheet_videos(sheet: Path) -> list[Item]:
     if "path" not in table.columns:
         raise ConfigError(
             f"{sheet}: no `path` column (columns: {', '.join(table.columns)}); a sheet to "
-            "predict lists one video per row in `path`, optionally `video_id`, `label` and "
-            "`reference`"
+            "predict lists one video per row in `path`, optionally `video_id`, `label`, "
+            "`subject` and `reference`"
         )
     rows, problems = [], []
     for i, row in enumerate(table.itertuples(index=False), start=2):
@@ -83,13 +85,15 @@ def sheet_videos(sheet: Path) -> list[Item]:
         if not ID_PATTERN.match(vid):
             problems.append(f"line {i}: video_id {vid!r} may hold only letters, digits, _ - .")
         label = str(row.label) if "label" in table.columns else None
+        subject = str(row.subject) if "subject" in table.columns else None
         photo = getattr(row, "reference", None)
         photo = (
             None if pd.isna(photo) or not str(photo).strip() else sheet.parent / str(photo).strip()
         )
         if photo is not None and (why := check_photo(photo)):
             problems.append(f"line {i}: reference photo {str(photo)!r} {why}")
-        rows.append((vid, sheet.parent / written, label, None if photo is None else str(photo)))
+        photo = None if photo is None else str(photo)
+        rows.append((vid, sheet.parent / written, label, photo, subject))
     if problems:
         raise ConfigError(f"{sheet}: " + "; ".join(problems))
     return rows
@@ -109,7 +113,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[Item]:
         if path.is_file() and path.suffix.lower() == ".csv":
             items += sheet_videos(path)
         elif path.is_file() or is_frame_folder(path):
-            items.append((derive_id(path.name), path, None, None))
+            items.append((derive_id(path.name), path, None, None, None))
         else:
             found = folder_videos(path)
             if not found:
@@ -117,9 +121,9 @@ def expand_inputs(inputs: Sequence[str]) -> list[Item]:
                     f"{given}: no videos in this folder (files ending "
                     f"{' '.join(VIDEO_SUFFIXES)}, or folders of frame images)"
                 )
-            items += [(derive_id(str(p.relative_to(path))), p, None, None) for p in found]
+            items += [(derive_id(str(p.relative_to(path))), p, None, None, None) for p in found]
     out, seen_ids, seen_files = [], set(), set()
-    for vid, path, label, photo in items:
+    for vid, path, *rest in items:
         key = os.path.realpath(path)
         if key in seen_files:
             log.warning("%s: named twice; predicted once", path)
@@ -130,7 +134,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[Item]:
             k += 1
             unique = f"{vid}_{k}"
         seen_ids.add(unique)
-        out.append((unique, path, label, photo))
+        out.append((unique, path, *rest))
     return out
 
 
@@ -144,11 +148,14 @@ def batch_row(
     seconds: float,
     classes: list[str],
     task: str = "classify",
+    subject: str | None = None,
 ) -> dict:
     """summary.csv's row of one video: p_<class> (classify), mean_<dimension> (regress)."""
     row = {"video_id": vid, "path": str(path)}
     if label is not None:
         row["label"] = label
+    if subject is not None:
+        row["subject"] = subject
     row.update(
         status=status,
         prediction=(summary or {}).get("prediction", ""),
@@ -212,7 +219,7 @@ def run_batch(
     def record(
         k: int, status: str, summary: dict | None, reason: str, t0: float, known: bool = False
     ) -> None:
-        vid, path, label, _ = items[k]
+        vid, path, label, _, subject = items[k]
         if status == "failed" and not known:  # a new failure (else failed.json has it)
             (out / vid).mkdir(parents=True, exist_ok=True)
             write_json_atomic(out / vid / "failed.json", {"video": str(path), "reason": reason})
@@ -220,7 +227,16 @@ def run_batch(
         counts[status] += 1
         seconds = time.perf_counter() - t0
         rows[k] = batch_row(
-            vid, path, label, status, summary, reason, seconds, predictor.classes, predictor.task
+            vid,
+            path,
+            label,
+            status,
+            summary,
+            reason,
+            seconds,
+            predictor.classes,
+            predictor.task,
+            subject,
         )
         write_csv_atomic(out / "summary.csv", pd.DataFrame([rows[i] for i in sorted(rows)]))
         bar.set_postfix(counts)
@@ -247,7 +263,7 @@ def run_batch(
     pending = None  # the video the worker finishes while the next one is detected
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="predict") as pool:
-            for k, (vid, path, _, photo) in enumerate(items):
+            for k, (vid, path, _, photo, _) in enumerate(items):
                 photo = photo or default_photo
                 folder = out / vid
                 t0 = time.perf_counter()

@@ -20,10 +20,14 @@ offline path nothing looks ahead: no interpolation across missed detections (a f
 face keeps the last face's crop in the window, as the offline path fills gaps with the nearest
 face) and no landmark smoothing, so the values differ slightly from `pipeline.predict`'s.
 
-When processing falls behind a live source, frames are dropped, oldest first, from a queue of
-`--queue` frames (counted in `dropped`): the output stays live instead of lagging further and
-further. A regular file given as the source is read as fast as it is processed, every frame
-(it is not live). The end of the source (or Ctrl-C) ends the run with a summary on stderr.
+The source is read from the start, while the networks load: frames that arrive meanwhile
+wait (up to BACKLOG, then the reader waits and a pipe fills), none dropped; "ready" on stderr
+says when processing starts. From then on, when processing falls behind a live source, frames
+are dropped, oldest first, from a queue of `--queue` frames (counted in `dropped`): the
+output stays live instead of lagging further and further. A source that delivers faster than
+real time (a file piped with `cat`) is not live: its frames wait, none dropped, as do those of
+a regular file given as the source. The end of the source (or Ctrl-C) ends the run with a
+summary on stderr (fps and seconds count from the first frame processed, not the wait).
 """
 
 from __future__ import annotations
@@ -44,46 +48,90 @@ import numpy as np
 from pipeline.common import ConfigError, VideoError, run_main, setup_logging
 from pipeline.predict import Predictor
 from pipeline.predict.online import Live
-from pipeline.video import LazyFrame
+from pipeline.video import LazyFrame, decode_reason
 
 log = logging.getLogger(__name__)
 
 
-class Dropping:
-    """A bounded hand-over between the reader and the processing thread: when full, the
-    oldest frame is dropped (and counted) to make room for the newest."""
+BACKLOG = 256  # frames kept while the networks load (then the reader waits: the pipe fills)
+AHEAD = 2.0  # a source delivering faster than this × real time is not live (a file piped)
 
-    def __init__(self, size: int, wait: bool = False):
-        self.items: deque = deque()
+
+class Dropping:
+    """A bounded hand-over between the reader and the processing thread. Until `go_live()`
+    (the networks loaded) nothing is dropped: up to `backlog` frames wait, then the reader
+    does. Live, when `size` frames that may be dropped are waiting, the oldest of them is
+    dropped (and counted) to make room for the newest; a frame put with `keep` (it arrived
+    ahead of real time: a file piped, not a live source) or any frame with `wait` (a file
+    given by path) waits for room instead."""
+
+    def __init__(self, size: int, wait: bool = False, backlog: int = BACKLOG):
+        self.items: deque = deque()  # (item, droppable)
         self.size = max(1, int(size))
-        self.wait = wait  # a file is not live: wait for room instead of dropping
+        self.wait = wait
+        self.backlog = max(self.size, int(backlog))
+        self.live = False
+        self.fresh = 0  # droppable items waiting
         self.dropped = 0
         self.closed = False
         self.ready = threading.Condition()
 
-    def put(self, item) -> None:
+    def go_live(self) -> None:
         with self.ready:
-            while self.wait and len(self.items) >= self.size:
+            self.live = True
+            self.ready.notify_all()
+
+    def put(self, item, keep: bool = False) -> None:
+        with self.ready:
+            if not self.live:
+                while not self.live and len(self.items) >= self.backlog:
+                    self.ready.wait()
+                if not self.live:
+                    self.items.append((item, False))
+                    self.ready.notify_all()
+                    return
+            while (self.wait or keep) and len(self.items) >= self.size:
                 self.ready.wait()
-            if len(self.items) >= self.size:
-                self.items.popleft()
+            droppable = not (self.wait or keep)
+            if droppable and self.fresh >= self.size:
+                oldest = next(i for i, (_, d) in enumerate(self.items) if d)
+                del self.items[oldest]
+                self.fresh -= 1
                 self.dropped += 1
-            self.items.append(item)
+            self.items.append((item, droppable))
+            self.fresh += droppable
             self.ready.notify_all()
 
     def close(self) -> None:
         with self.ready:
             self.closed = True
-            self.ready.notify()
+            self.ready.notify_all()
 
     def get(self):
         """The oldest waiting item; None once closed and empty."""
         with self.ready:
             while not self.items and not self.closed:
                 self.ready.wait()
-            item = self.items.popleft() if self.items else None
+            item, droppable = self.items.popleft() if self.items else (None, False)
+            self.fresh -= droppable
             self.ready.notify_all()
             return item
+
+
+class Pace:
+    """Whether a source delivers faster than real time: over its last frames, presentation
+    time advanced more than AHEAD × the wall time they took to arrive (a file piped with
+    `cat`; a live source delivers at most at its frame rate, apart from short bursts)."""
+
+    def __init__(self, span: int = 8):
+        self.seen: deque = deque(maxlen=span)
+
+    def ahead(self, arrived: float, pts: float | None) -> bool:
+        if pts is None:
+            return False
+        self.seen.append((arrived, pts))
+        (t0, p0), (t1, p1) = self.seen[0], self.seen[-1]
+        return len(self.seen) > 1 and (p1 - p0) > AHEAD * max(t1 - t0, 1e-3)
 
 
 def frames_of(source: str, format: str | None = None) -> Iterator:
@@ -102,18 +150,28 @@ def frames_of(source: str, format: str | None = None) -> Iterator:
     try:
         container = av.open(target, format=format, options=options)
     except (av.error.FFmpegError, OSError) as err:
-        what = "stdin" if source == "-" else source
-        raise VideoError(
-            f"{what}: cannot open the stream ({err}); a pipe needs a streamable format "
-            "(mpegts, matroska, y4m; an mp4 only with its index first), set with --format"
-        ) from None
+        raise VideoError(unreadable(source, "open", err)) from None
     with container:
         if not container.streams.video:
             raise VideoError(f"{source}: no video stream")
         stream = container.streams.video[0]
         stream.thread_count = 1  # no frame threading: it holds frames back
-        for frame in container.decode(stream):
-            yield LazyFrame(frame, None if frame.time is None else float(frame.time))
+        try:
+            for frame in container.decode(stream):
+                yield LazyFrame(frame, None if frame.time is None else float(frame.time))
+        except av.error.FFmpegError as err:
+            raise VideoError(unreadable(source, "decode", err)) from None
+
+
+def unreadable(source: str, verb: str, err: Exception) -> str:
+    """Why a stream cannot be read, and how to send one that can."""
+    what = "stdin" if source == "-" else source
+    return (
+        f"{what}: cannot {verb} the stream ({decode_reason(err).split(';')[0]}). A pipe needs "
+        "a format that can be read as it arrives: MPEG-TS, Matroska, NUT or y4m (ffmpeg -i IN "
+        "-f mpegts - | python -m pipeline.predict.stream - --format mpegts …), or an mp4 with "
+        "its index first (ffmpeg -i IN -c copy -movflags +faststart OUT.mp4)"
+    )
 
 
 def camera_frames(index: int) -> Iterator:
@@ -151,18 +209,68 @@ def run_stream(
 ) -> dict:
     """Predict on `source` frame by frame, writing CSV lines to the text stream `out`
     (following the person of the photo `reference`, if given); returns the summary (frames,
-    processed, dropped, latency percentiles, fps)."""
+    processed, dropped, latency percentiles, fps from the first frame on).
 
+    The source is read from the start, while the networks load: what arrives meanwhile waits
+    (`Dropping`'s backlog), none of it dropped; "ready" on stderr says when frames are
+    processed live, and only frames that arrive after it may be dropped."""
+    started = time.monotonic()
+    handoff = Dropping(queue, wait=os.path.isfile(source))
+    reader = Reader(source, format, max_frames, handoff)
+    reader.start()
     with Predictor(model_dir, device, threads, calibration, reference) as predictor:
-        return _run_live(predictor, source, out, queue, format, max_frames)
+        live = Live(predictor)
+        live.warm_up()
+        header = _header(predictor.classes, live.columns)
+        out.write(",".join(header) + "\n")
+        out.flush()
+        handoff.go_live()
+        backlog, ready = reader.received, time.monotonic() - started
+        log.info(
+            "ready after %.1f s (networks loaded and warmed up): %d frames received so far, "
+            "all of them kept; from now on, frames that cannot be processed in time are dropped",
+            ready,
+            backlog,
+        )
+        summary = _run_live(live, predictor.classes, handoff, out)
+    if reader.failure:
+        raise reader.failure[0]
+    return {
+        "frames": reader.received,
+        "received_before_ready": backlog,
+        "ready_s": round(ready, 2),
+        **summary,
+    }
 
 
-def _run_live(predictor, source, out, queue: int, format, max_frames) -> dict:
-    """run_stream's loop, with the predictor loaded (and closed by the caller)."""
-    live = Live(predictor)
-    live.warm_up()
-    classes = predictor.classes
-    header = [
+class Reader(threading.Thread):
+    """Reads the source's frames into the hand-over, each with its arrival time; started
+    before the networks load, so that a pipe's first frames are not lost."""
+
+    def __init__(self, source: str, format: str | None, max_frames: int | None, handoff):
+        super().__init__(name="stream-reader", daemon=True)
+        self.source, self.format, self.max_frames = source, format, max_frames
+        self.handoff = handoff
+        self.received = 0
+        self.failure: list[BaseException] = []
+
+    def run(self) -> None:
+        pace = Pace()
+        try:
+            for index, frame in enumerate(frames_of(self.source, self.format)):
+                if self.max_frames is not None and index >= self.max_frames:
+                    break
+                arrived = time.monotonic()
+                self.received += 1
+                self.handoff.put((index, frame, arrived), keep=pace.ahead(arrived, frame.time))
+        except BaseException as err:  # re-raised in the main thread
+            self.failure.append(err)
+        finally:
+            self.handoff.close()
+
+
+def _header(classes: list[str], columns: list[str]) -> list[str]:
+    return [
         "frame",
         "time_s",
         "face",
@@ -174,37 +282,21 @@ def _run_live(predictor, source, out, queue: int, format, max_frames) -> dict:
         "window",
         "pred",
         *(f"p_{c}" for c in classes),
-        *live.columns,
+        *columns,
         "latency_ms",
         "dropped",
     ]
-    out.write(",".join(header) + "\n")
-    out.flush()
-    handoff = Dropping(queue, wait=os.path.isfile(source))
-    failure: list[BaseException] = []
-    received = 0
 
-    def read() -> None:
-        nonlocal received
-        try:
-            for index, frame in enumerate(frames_of(source, format)):
-                if max_frames is not None and index >= max_frames:
-                    break
-                received += 1
-                handoff.put((index, frame, time.monotonic()))
-        except BaseException as err:  # re-raised in the main thread
-            failure.append(err)
-        finally:
-            handoff.close()
 
-    reader = threading.Thread(target=read, name="stream-reader", daemon=True)
+def _run_live(live, classes: list[str], handoff: Dropping, out) -> dict:
+    """The loop: one CSV line per frame processed; the summary counts from the first frame."""
     latencies: list[float] = []
-    started = time.monotonic()
-    reader.start()
     processed = 0
+    first = last = None
     try:
         while (item := handoff.get()) is not None:
             index, frame, arrived = item
+            first = time.monotonic() if first is None else first
             found, probs = live.step(frame)
             face = found["face"]
             cells = [str(index), _num(frame.time), str(int(face is not None))]
@@ -219,7 +311,8 @@ def _run_live(predictor, source, out, queue: int, format, max_frames) -> dict:
                 cells += [""] * (1 + len(classes))
             shown = live.values if face is not None else {}
             cells += [_num(shown.get(name), 5) for name in live.columns]
-            latency = (time.monotonic() - arrived) * 1000
+            last = time.monotonic()
+            latency = (last - arrived) * 1000
             latencies.append(latency)
             cells += [f"{latency:.1f}", str(index - processed)]  # dropped before it
             out.write(",".join(cells) + "\n")
@@ -227,12 +320,9 @@ def _run_live(predictor, source, out, queue: int, format, max_frames) -> dict:
             processed += 1
     except KeyboardInterrupt:
         log.info("interrupted")
-    elapsed = time.monotonic() - started
-    if failure:
-        raise failure[0]
+    elapsed = (last - first) if first is not None and last is not None else 0.0
     lat = np.asarray(latencies) if latencies else np.zeros(1)
-    summary = {
-        "frames": received,
+    return {
         "processed": processed,
         "dropped": handoff.dropped,
         "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
@@ -240,7 +330,6 @@ def _run_live(predictor, source, out, queue: int, format, max_frames) -> dict:
         "fps": round(processed / elapsed, 2) if elapsed > 0 else 0.0,
         "seconds": round(elapsed, 2),
     }
-    return summary
 
 
 def _num(value, digits: int = 4) -> str:

@@ -1,6 +1,7 @@
 import os
 import shlex
 import sys
+import time
 
 from snakemake.utils import validate
 
@@ -20,6 +21,7 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"config: {err}") from None
 
+STARTED = time.time()  # what this run wrote is newer (plan.audit_stop)
 PY = plan.interpreter(config, sys.executable)
 SHARDS = list(range(config["shards"]))
 PROBE_THREADS = plan.probe_threads()
