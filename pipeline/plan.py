@@ -14,7 +14,7 @@ when it parses, so it imports neither torch nor Snakemake.
 - `feature_files`, `fold_files`: the paths a job reads, for any backbone (fused, per fold).
 - `benchmark_jobs`: the rule and wildcards of every job whose benchmark file the report's
   run-time table reads.
-- `video_files`, `shard_files`: what re-runs the probe and one shard's face job when a video
+- `video_files`, `untracked_state`, `shard_files`, `shard_table`: what re-runs the probe and one shard's face job when a video
   changes in place (videos are no rule's input files).
 - `audit_stop`: the audit's findings repeated at the end of a run it stopped.
 - `interpreter`, the resources a cluster job asks for (`gpus_for`, `train_mem_mb`, …).
@@ -23,6 +23,7 @@ when it parses, so it imports neither torch nor Snakemake.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -240,8 +241,12 @@ def dataset_root(config: dict) -> list[str]:
     return [dataset["root"]] if dataset["format"] != "sheet" else []
 
 
-def reference_photos(config: dict) -> list[str]:
-    """The sheet's reference photos: a new photo re-runs the dataset rule and what follows."""
+# Snakemake 9 reads "<name>" in a file's path as a path variable: such a path cannot be an input
+# file (a video named "<script>.mp4" stopped the DAG), so it is followed another way (below).
+PATHVAR = re.compile(r"<[a-z][a-z0-9_]*>")
+
+
+def _sheet_photos(config: dict) -> list[str]:
     from pipeline.datasets.sheet import reference_photos  # pandas and PyAV: at job time only
 
     dataset = config["dataset"]
@@ -250,12 +255,12 @@ def reference_photos(config: dict) -> list[str]:
     return reference_photos(dataset["sheet"], dataset.get("root"))
 
 
-def video_files(config: dict) -> list[str]:
-    """Every file the dataset is read from: the sheet's videos (a folder of frames: the files
-    in it) or, for an adapter, every file under dataset.root. Input files of the dataset rule
-    (a sheet names its videos, no rule writes them): a video replaced in place (same path, new
-    content) is newer than the probe's table and probes again, a video added or removed changes
-    the rule's input files; `shard_files` then re-runs that video's shard alone."""
+def reference_photos(config: dict) -> list[str]:
+    """The sheet's reference photos: a new photo re-runs the dataset rule and what follows."""
+    return [f for f in _sheet_photos(config) if not PATHVAR.search(f)]
+
+
+def _dataset_files(config: dict) -> list[str]:
     from pipeline.datasets.sheet import column_files  # pandas and PyAV: at job time only
 
     dataset = config["dataset"]
@@ -266,13 +271,34 @@ def video_files(config: dict) -> list[str]:
     return sorted({f for path in paths for f in _files(path)})
 
 
-def shard_files(probed: str | os.PathLike, shard: int, shards: int) -> list[str]:
-    """The files the face job of `shard` reads besides the probe's table: its videos (a folder
-    of frames: the files in it) and their reference photos. Its input files, so that a video
-    replaced in place, added or removed re-runs its own shard, and another shard's video, a
-    label or a subject none (the table itself is an `ancient` input). Paths inside the working
-    folder are relative to it (the table's are absolute), so a moved or copied project folder
-    re-runs nothing."""
+def video_files(config: dict) -> list[str]:
+    """Every file the dataset is read from: the sheet's videos (a folder of frames: the files
+    in it) or, for an adapter, every file under dataset.root. Input files of the dataset rule
+    (a sheet names its videos, no rule writes them): a video replaced in place (same path, new
+    content) is newer than the probe's table and probes again, a video added or removed changes
+    the rule's input files; `shard_files` then re-runs that video's shard alone. Not those
+    whose path Snakemake reads as a path variable: `untracked_state` follows them."""
+    return [f for f in _dataset_files(config) if not PATHVAR.search(f)]
+
+
+def untracked_state(config: dict) -> str:
+    """A digest of the path, size and modification time of the videos and reference photos
+    whose path cannot be an input file (PATHVAR); "" when there are none. A param of the
+    dataset rule, so that such a file, replaced, probes again too."""
+    odd = [f for f in [*_dataset_files(config), *_sheet_photos(config)] if PATHVAR.search(f)]
+    if not odd:
+        return ""
+    digest = hashlib.sha1()
+    for name in odd:
+        try:
+            st = os.stat(name)
+            digest.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{name}\tmissing\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _shard_paths(probed: str | os.PathLike, shard: int, shards: int) -> list[str]:
     files: set[str] = set()
     with open(probed, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
@@ -282,6 +308,23 @@ def shard_files(probed: str | os.PathLike, shard: int, shards: int) -> list[str]
                     files.add(row["reference"])
     here = Path.cwd()
     return sorted(os.path.relpath(f, here) if Path(f).is_relative_to(here) else f for f in files)
+
+
+def shard_files(probed: str | os.PathLike, shard: int, shards: int) -> list[str]:
+    """The files the face job of `shard` reads besides the probe's table: its videos (a folder
+    of frames: the files in it) and their reference photos. Its input files, so that a video
+    replaced in place, added or removed re-runs its own shard, and another shard's video, a
+    label or a subject none (the table itself is an `ancient` input; see `shard_table`).
+    Paths inside the working folder are relative to it (the table's are absolute), so a moved
+    or copied project folder re-runs nothing."""
+    return [f for f in _shard_paths(probed, shard, shards) if not PATHVAR.search(f)]
+
+
+def shard_table(probed: str, shard: int, shards: int) -> tuple[str, bool]:
+    """(the probe's table, whether it is `ancient` for this shard's face job): it is, unless the
+    shard has a file that cannot be an input file (PATHVAR); then any new table re-runs the
+    shard, which is how such a video, replaced, is seen."""
+    return probed, not any(PATHVAR.search(f) for f in _shard_paths(probed, shard, shards))
 
 
 def _files(path: Path) -> list[str]:

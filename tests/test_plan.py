@@ -107,3 +107,40 @@ def test_resources_and_the_interpreter():
     assert plan.gpus_for("auto") == 0
     assert plan.interpreter({"portable": False}, "/x y/python") == "'/x y/python'"
     assert plan.interpreter({"portable": True}, "/p").startswith("env ATEN_CPU_CAPABILITY=avx2")
+
+
+def test_videos_are_input_files_unless_snakemake_reads_their_path_as_a_variable(
+    tmp_path, monkeypatch
+):
+    """Snakemake 9 expands "<name>" in input paths: a video named "<script>.mp4" stopped the
+    DAG once videos became input files; its size and time are a param instead, and its shard
+    reads the probe's table as a plain (not ancient) input."""
+    from pipeline.common import shard_of
+
+    monkeypatch.chdir(tmp_path)
+    names = ["a.mp4", "<script>alert(1)<b>.mp4", "frames/f1.png", "frames/f2.png"]
+    for name in names:
+        (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / name).write_bytes(b"x")
+    (tmp_path / "data/sheet.csv").write_text(
+        "path,subject,label\na.mp4,s1,x\n<script>alert(1)<b>.mp4,s2,y\nframes,s3,x\n"
+    )
+    config = {"dataset": {"format": "sheet", "sheet": "data/sheet.csv", "root": None}}
+    assert plan.video_files(config) == ["data/a.mp4", "data/frames/f1.png", "data/frames/f2.png"]
+    state = plan.untracked_state(config)
+    assert len(state) == 16
+    (tmp_path / "data/<script>alert(1)<b>.mp4").write_bytes(b"replaced")
+    assert plan.untracked_state(config) != state
+    (tmp_path / "data/sheet.csv").write_text("path,subject,label\na.mp4,s1,x\n")
+    assert plan.untracked_state(config) == ""  # nothing to follow: the param stays empty
+    ids = ["a", "odd", "frames"]
+    paths = [tmp_path / "data" / n for n in ("a.mp4", "<script>alert(1)<b>.mp4", "frames")]
+    probed = tmp_path / "probed.csv"
+    probed.write_text(
+        "video_id,path\n" + "".join(f"{i},{p}\n" for i, p in zip(ids, paths, strict=True))
+    )
+    odd = shard_of("odd", 2)
+    assert plan.shard_table(str(probed), odd, 2) == (str(probed), False)
+    assert plan.shard_table(str(probed), 1 - odd, 2) == (str(probed), True)
+    files = [*plan.shard_files(probed, 0, 2), *plan.shard_files(probed, 1, 2)]
+    assert sorted(files) == ["data/a.mp4", "data/frames/f1.png", "data/frames/f2.png"]

@@ -82,6 +82,17 @@ def shard_files(wildcards):
     return plan.shard_files(probed, int(wildcards.shard), config["shards"])
 
 
+def shard_table(wildcards):
+    """The probe's table, ancient unless the shard has a file no rule can take as input."""
+    probed = checkpoints.dataset.get().output.videos
+    table, old = plan.shard_table(probed, int(wildcards.shard), config["shards"])
+    return ancient(table) if old else table
+
+
+def untracked_state(wildcards):
+    return plan.untracked_state(config)
+
+
 def get_reference_photos(wildcards):
     return plan.reference_photos(config)
 

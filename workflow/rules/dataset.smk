@@ -43,6 +43,7 @@ checkpoint dataset:
         runtime=60,
     params:
         dataset=plan.dataset_params(config),
+        untracked=untracked_state,
         on_error=config["on_error"],
         task=TASK,
     shell:

@@ -1,11 +1,12 @@
 # The face stage starts once the dataset audit passed (ancient: a gate re-run, as when
 # dataset.strict changes, re-runs no face job) and reads the probe's table, so that label
-# settings (aliases, labels) never re-run it. The table is ancient too: what re-runs a shard
-# is its own videos (input files: one replaced in place, added or removed re-runs this shard
-# alone; a label, a subject or another shard's video none) and the probe's settings.
+# settings (aliases, labels) never re-run it. The table is ancient too (plan.shard_table says
+# when not): what re-runs a shard is its own videos (input files: one replaced in place, added
+# or removed re-runs this shard alone; a label, a subject or another shard's video none) and
+# the probe's settings.
 rule detect_faces:
     input:
-        videos=ancient("results/dataset/probed.csv"),
+        videos=shard_table,
         files=shard_files,
         audit=ancient("results/qc/audit_passed.txt"),
     output:

@@ -2,7 +2,7 @@
 # another shard's video.
 rule frontalize:
     input:
-        videos=ancient("results/dataset/probed.csv"),
+        videos=shard_table,
         files=shard_files,
         faces="results/faces/shard-{shard}.h5",
     output:
