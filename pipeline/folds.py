@@ -38,6 +38,7 @@ from pipeline.common import (
     setup_logging,
     write_csv_atomic,
 )
+from pipeline.datasets.findings import first_few
 from pipeline.datasets.sheet import derive_id
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,6 @@ def loso_folds(videos: pd.DataFrame) -> pd.DataFrame:
 def read_split(path: str | Path) -> pd.DataFrame:
     """video_id, fold of a split file (or a sheet with a fold column); fold labels renumbered
     0..n-1 in numeric order; rows with a negative fold (in no test fold) are dropped."""
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"cv.file: {str(path)!r} does not exist; give the split CSV's path")
@@ -199,11 +199,10 @@ def check_classes(folds: pd.DataFrame, source: str = "") -> None:
         train = folds[folds.fold != fold]
         classes = sorted(train.label.astype(str).unique())
         if len(classes) < 2:
-            subjects = sorted(train.subject.astype(str).unique())
-            shown = ", ".join(subjects[:8]) + (", …" if len(subjects) > 8 else "")
+            shown = first_few(sorted(train.subject.astype(str).unique()))
             problems.append(
                 f"fold {fold}: its {len(train)} training videos (subjects {shown}) all show "
-                f"{classes[0] if classes else 'no'} class"
+                + (f"one class, {classes[0]!r}" if classes else "no class")
             )
     if problems:
         raise DataError(

@@ -14,8 +14,8 @@ when it parses, so it imports neither torch nor Snakemake.
 - `feature_files`, `fold_files`: the paths a job reads, for any backbone (fused, per fold).
 - `benchmark_jobs`: the rule and wildcards of every job whose benchmark file the report's
   run-time table reads.
-- `video_files`, `untracked_state`, `shard_files`, `shard_table`: what re-runs the probe and one shard's face job when a video
-  changes in place (videos are no rule's input files).
+- `video_files`, `untracked_state`, `shard_inputs`: the videos as input files, so that one
+  replaced in place re-runs the probe and its own shard's face job.
 - `audit_stop`: the audit's findings repeated at the end of a run it stopped.
 - `interpreter`, the resources a cluster job asks for (`gpus_for`, `train_mem_mb`, …).
 """
@@ -276,7 +276,7 @@ def video_files(config: dict) -> list[str]:
     in it) or, for an adapter, every file under dataset.root. Input files of the dataset rule
     (a sheet names its videos, no rule writes them): a video replaced in place (same path, new
     content) is newer than the probe's table and probes again, a video added or removed changes
-    the rule's input files; `shard_files` then re-runs that video's shard alone. Not those
+    the rule's input files; `shard_inputs` then re-runs that video's shard alone. Not those
     whose path Snakemake reads as a path variable: `untracked_state` follows them."""
     return [f for f in _dataset_files(config) if not PATHVAR.search(f)]
 
@@ -298,7 +298,15 @@ def untracked_state(config: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def _shard_paths(probed: str | os.PathLike, shard: int, shards: int) -> list[str]:
+def shard_inputs(probed: str, shard: int, shards: int) -> tuple[list[str], bool]:
+    """(files, ancient): the files the face job of `shard` reads besides the probe's table (its
+    videos, a folder of frames as the files in it, and their reference photos), and whether
+    the table is an `ancient` input. The files are its input files, so that a video replaced in
+    place, added or removed re-runs its own shard, and another shard's video, a label or a
+    subject none. Paths inside the working folder are relative to it (the table's are
+    absolute), so a moved or copied project folder re-runs nothing. A file Snakemake cannot
+    take (PATHVAR) makes the table a plain input: any new table then re-runs the shard, which
+    is how such a video, replaced, is seen."""
     files: set[str] = set()
     with open(probed, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
@@ -307,24 +315,8 @@ def _shard_paths(probed: str | os.PathLike, shard: int, shards: int) -> list[str
                 if row.get("reference"):
                     files.add(row["reference"])
     here = Path.cwd()
-    return sorted(os.path.relpath(f, here) if Path(f).is_relative_to(here) else f for f in files)
-
-
-def shard_files(probed: str | os.PathLike, shard: int, shards: int) -> list[str]:
-    """The files the face job of `shard` reads besides the probe's table: its videos (a folder
-    of frames: the files in it) and their reference photos. Its input files, so that a video
-    replaced in place, added or removed re-runs its own shard, and another shard's video, a
-    label or a subject none (the table itself is an `ancient` input; see `shard_table`).
-    Paths inside the working folder are relative to it (the table's are absolute), so a moved
-    or copied project folder re-runs nothing."""
-    return [f for f in _shard_paths(probed, shard, shards) if not PATHVAR.search(f)]
-
-
-def shard_table(probed: str, shard: int, shards: int) -> tuple[str, bool]:
-    """(the probe's table, whether it is `ancient` for this shard's face job): it is, unless the
-    shard has a file that cannot be an input file (PATHVAR); then any new table re-runs the
-    shard, which is how such a video, replaced, is seen."""
-    return probed, not any(PATHVAR.search(f) for f in _shard_paths(probed, shard, shards))
+    files = {os.path.relpath(f, here) if Path(f).is_relative_to(here) else f for f in files}
+    return sorted(f for f in files if not PATHVAR.search(f)), not any(map(PATHVAR.search, files))
 
 
 def _files(path: Path) -> list[str]:

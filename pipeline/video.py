@@ -185,10 +185,7 @@ def decode_reason(err: Exception) -> str:
     number and file name PyAV adds ("[Errno 1094995529] Invalid data found…: 'x.mp4'")."""
     import av
 
-    if isinstance(err, av.error.FFmpegError):
-        text = err.strerror or type(err).__name__
-    else:
-        text = str(err) or type(err).__name__
+    text = ffmpeg_message(err)
     if isinstance(err, av.error.InvalidDataError):
         hint = (
             "the file is damaged, cut short, or not a video FFmpeg knows: play it, copy it again "
@@ -200,7 +197,15 @@ def decode_reason(err: Exception) -> str:
         hint = "the file ends before its frames do (cut short): copy it again from its source"
     else:
         hint = "if other players read it, re-encode it with ffmpeg -i IN -c:v libx264 OUT.mp4"
-    return f"{text.rstrip('.')}; {hint}"
+    return f"{text}; {hint}"
+
+
+def ffmpeg_message(err: Exception) -> str:
+    """FFmpeg's words for an error, without PyAV's errno number and file name."""
+    import av
+
+    text = err.strerror if isinstance(err, av.error.FFmpegError) else str(err)
+    return (text or type(err).__name__).rstrip(".")
 
 
 def _rotation(frame) -> int:

@@ -140,7 +140,7 @@ def test_videos_are_input_files_unless_snakemake_reads_their_path_as_a_variable(
         "video_id,path\n" + "".join(f"{i},{p}\n" for i, p in zip(ids, paths, strict=True))
     )
     odd = shard_of("odd", 2)
-    assert plan.shard_table(str(probed), odd, 2) == (str(probed), False)
-    assert plan.shard_table(str(probed), 1 - odd, 2) == (str(probed), True)
-    files = [*plan.shard_files(probed, 0, 2), *plan.shard_files(probed, 1, 2)]
+    assert plan.shard_inputs(str(probed), odd, 2)[1] is False  # the table: a plain input
+    assert plan.shard_inputs(str(probed), 1 - odd, 2)[1] is True
+    files = [*plan.shard_inputs(str(probed), 0, 2)[0], *plan.shard_inputs(str(probed), 1, 2)[0]]
     assert sorted(files) == ["data/a.mp4", "data/frames/f1.png", "data/frames/f2.png"]

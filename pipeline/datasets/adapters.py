@@ -299,7 +299,6 @@ def affwild2(root: Path) -> pd.DataFrame:
 
 
 def derive_video_id(stem: str) -> str:
-
     return derive_id(stem)
 
 

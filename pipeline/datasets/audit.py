@@ -169,8 +169,8 @@ def subject_checks(videos: pd.DataFrame, found: Findings) -> None:
             "error",
             rows,
             f"subjects {listing} would be {len(counts)} people: {why}. One person under two "
-            "ids ends up on both sides of a fold (trained and tested on): write one id in the sheet's subject column (or, for "
-            "different people, ids that differ by more)",
+            "ids ends up on both sides of a fold (trained and tested on): write one id in the "
+            "sheet's subject column (or, for different people, ids that differ by more)",
         )
 
 

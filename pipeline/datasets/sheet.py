@@ -144,7 +144,6 @@ def reference_photos(sheet: str | Path, root: str | Path | None = None) -> list[
 def annotation_problems(sheet: str | Path, root: str | Path | None, settings: dict) -> list[str]:
     """Every problem of the annotation files a sheet names, read with the config's
     `dataset.annotation` settings (the workflow checks them before any job runs)."""
-
     named = column_files(sheet, "annotation", root)
     missing = [
         f"{sheet}: line {i}: annotation {str(p)!r} does not exist"

@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline.common import ConfigError, VideoError, run_main, setup_logging
 from pipeline.predict.batch import expand_inputs, run_batch
 from pipeline.predict.predictor import Predictor
-from pipeline.predict.scoring import describe, parse_mapping, score, suggest, write
+from pipeline.predict.scoring import describe, mapping_hint, parse_mapping, score, write
 
 log = logging.getLogger(__name__)
 
@@ -83,20 +83,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     mapping = parse_mapping(args.map_label)
-    labels = {mapping.get(x[2], x[2]) for x in expand_inputs(args.videos) if x[2] is not None}
+    items = expand_inputs(args.videos)
+    labels = {mapping.get(x[2], x[2]) for x in items if x[2] is not None}
     if mapping and not labels:
         raise ConfigError("--map-label maps the labels of a sheet; no input has a label column")
     with Predictor(args.model, args.device, args.threads, args.calibrate) as predictor:
         classes = predictor.classes if predictor.task == "classify" else []
         unknown = sorted(labels - set(classes)) if classes else []
         if unknown:  # said before a long batch, not only after it
-            hint = " ".join(f"{k}={v}" for k, v in suggest(unknown, classes).items())
             log.warning(
                 "the sheet's labels %s are not classes of the model (%s): their videos will "
-                "count as errors%s",
+                "count as errors; %s",
                 ", ".join(map(repr, unknown)),
                 ", ".join(classes),
-                f"; if they mean those classes, add --map-label {hint}" if hint else "",
+                mapping_hint(unknown, classes),
             )
         table = run_batch(
             args.videos,
@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             progress=False if args.no_progress else None,
             predictor=predictor,
             reference=args.reference,
+            items=items,
         )
     counts = {s: int((table.status == s).sum()) for s in ("done", "skipped", "failed")}
     report = {"videos": len(table), **counts, "out": args.out}

@@ -182,13 +182,15 @@ def run_batch(
     progress: bool | None = None,
     predictor: Predictor | None = None,
     reference: str | None = None,
+    items: list[Item] | None = None,
 ) -> pd.DataFrame:
     """Predict every video the inputs name with one Predictor (networks loaded once) into
     `out_dir/<video_id>/`, and write `out_dir/summary.csv` (one row per video, in input order,
     rewritten as videos finish). Resumable: a video whose folder holds a summary.json of the
     same model and file is skipped; one that failed before (failed.json) is skipped too
     unless `retry_failed`. `reference`: a photo of the person to follow in every video
-    (a sheet's `reference` column overrides it per row). A video that cannot be used (undecodable, no face…) is recorded
+    (a sheet's `reference` column overrides it per row); `items`: `expand_inputs(inputs)`
+    when the caller has it already. A video that cannot be used (undecodable, no face…) is recorded
     with its reason (status `failed`) and the batch goes on.
 
     With two threads or more the batch runs in two stages: while a worker thread aligns,
@@ -198,7 +200,7 @@ def run_batch(
 
     from tqdm import tqdm
 
-    items = expand_inputs(inputs)
+    items = expand_inputs(inputs) if items is None else items  # the caller's, expanded once
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     own = predictor is None  # else one already loaded (device, threads, calibration its own)

@@ -62,6 +62,14 @@ def suggest(labels: Sequence[str], classes: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def mapping_hint(labels: Sequence[str], classes: Sequence[str]) -> str:
+    """What to add for labels the model does not know, when classes look like them."""
+    pairs = " ".join(f"{k}={v}" for k, v in suggest(labels, classes).items())
+    if pairs:
+        return f"if they mean those classes, add --map-label {pairs}"
+    return "map them with --map-label SHEET=MODEL if they mean one of them"
+
+
 def _stem(a: str, b: str) -> bool:
     common = len(os.path.commonprefix([a, b]))
     return common >= 3 and common >= min(len(a), len(b)) / 2
@@ -132,13 +140,11 @@ def describe(metrics: dict) -> str:
         )
     if metrics["unmapped"]:
         counts = ", ".join(f"{k!r}: {n}" for k, n in metrics["unmapped"].items())
-        hint = " ".join(f"{k}={v}" for k, v in metrics["suggested"].items())
         text += (
             f". {sum(metrics['unmapped'].values())} videos have labels that are none of the "
             f"model's classes ({', '.join(metrics['classes'])}) and count as errors: {counts}; "
-            + (f"if they mean those classes, add --map-label {hint}" if hint else "map them "
-               "with --map-label SHEET=MODEL if they mean one of them")
-        )  # fmt: skip
+            + mapping_hint(list(metrics["unmapped"]), metrics["classes"])
+        )
     if metrics["failed"]:
         text += f". {metrics['failed']} labelled videos failed and are not scored"
     return text

@@ -48,7 +48,7 @@ import numpy as np
 from pipeline.common import ConfigError, VideoError, run_main, setup_logging
 from pipeline.predict import Predictor
 from pipeline.predict.online import Live
-from pipeline.video import LazyFrame, decode_reason
+from pipeline.video import LazyFrame, ffmpeg_message
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def unreadable(source: str, verb: str, err: Exception) -> str:
     """Why a stream cannot be read, and how to send one that can."""
     what = "stdin" if source == "-" else source
     return (
-        f"{what}: cannot {verb} the stream ({decode_reason(err).split(';')[0]}). A pipe needs "
+        f"{what}: cannot {verb} the stream ({ffmpeg_message(err)}). A pipe needs "
         "a format that can be read as it arrives: MPEG-TS, Matroska, NUT or y4m (ffmpeg -i IN "
         "-f mpegts - | python -m pipeline.predict.stream - --format mpegts …), or an mp4 with "
         "its index first (ffmpeg -i IN -c copy -movflags +faststart OUT.mp4)"

@@ -76,17 +76,19 @@ def dataset_videos(wildcards):
     return plan.video_files(config)
 
 
-def shard_files(wildcards):
-    """A shard's videos and reference photos (plan.shard_files), from the probe's table."""
-    probed = checkpoints.dataset.get().output.videos
-    return plan.shard_files(probed, int(wildcards.shard), config["shards"])
-
-
 def shard_table(wildcards):
-    """The probe's table, ancient unless the shard has a file no rule can take as input."""
+    """The probe's table, ancient unless the shard has a file that cannot be an input
+    (plan.shard_inputs). Named inputs, not unpack(): a dry run before the checkpoint ran must
+    still format the job's command."""
     probed = checkpoints.dataset.get().output.videos
-    table, old = plan.shard_table(probed, int(wildcards.shard), config["shards"])
-    return ancient(table) if old else table
+    _, old = plan.shard_inputs(probed, int(wildcards.shard), config["shards"])
+    return ancient(probed) if old else probed
+
+
+def shard_files(wildcards):
+    """A shard's videos and reference photos (plan.shard_inputs)."""
+    probed = checkpoints.dataset.get().output.videos
+    return plan.shard_inputs(probed, int(wildcards.shard), config["shards"])[0]
 
 
 def untracked_state(wildcards):

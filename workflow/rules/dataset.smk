@@ -22,7 +22,7 @@ rule adapt_dataset:
 # labels; the gate stops the run before any face job (plan.AUDIT_KEYS: what each reads).
 # The sheet's videos are input files too (plan.video_files): one replaced in place, added or
 # removed probes again. A checkpoint: each face job then reads its own shard's rows and re-runs
-# only when its own videos change (plan.shard_files).
+# only when its own videos change (plan.shard_inputs).
 
 
 checkpoint dataset:

@@ -1,6 +1,6 @@
 # The face stage starts once the dataset audit passed (ancient: a gate re-run, as when
 # dataset.strict changes, re-runs no face job) and reads the probe's table, so that label
-# settings (aliases, labels) never re-run it. The table is ancient too (plan.shard_table says
+# settings (aliases, labels) never re-run it. The table is ancient too (plan.shard_inputs says
 # when not): what re-runs a shard is its own videos (input files: one replaced in place, added
 # or removed re-runs this shard alone; a label, a subject or another shard's video none) and
 # the probe's settings.

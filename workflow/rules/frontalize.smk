@@ -1,5 +1,5 @@
-# Like the face stage, a shard re-runs when its own videos change, never for a label or
-# another shard's video.
+# Like the face stage, a shard re-runs when its own videos change (and when its faces do: a
+# new probe setting re-runs them), never for a label or another shard's video.
 rule frontalize:
     input:
         videos=shard_table,
@@ -18,7 +18,6 @@ rule frontalize:
         runtime=shard_runtime,
     params:
         frontalize=section("frontalize"),
-        probe=plan.dataset_params(config),
         on_error=config["on_error"],
     shell:
         "{PY} -m pipeline.frontalize --videos {input.videos:q} --faces {input.faces:q} "
